@@ -1,0 +1,292 @@
+"""`notifier incident …`: declare, update, scope, resolve, edit, list, show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from notifier import incidents
+from notifier.cli import app
+from notifier.cli.common import console, parse_time, print_json, state, thousands
+from notifier.db import read_session, write_session
+from notifier.incidents import StepResult
+from notifier.models import Incident
+
+incident_app = typer.Typer(
+    help="Declare, update, widen, resolve and inspect incidents.", no_args_is_help=True
+)
+app.add_typer(incident_app, name="incident")
+
+JSON = typer.Option(False, "--json", help="print one JSON object")
+BY = typer.Option("", "--by", help="who does this (recorded in the timeline)")
+
+
+def incident_dict(incident: Incident) -> dict[str, Any]:
+    return {
+        "id": incident.ref,
+        "title": incident.title,
+        "severity": incident.severity,
+        "status": incident.status,
+        "regions": incident.regions,
+        "services": incident.services,
+        "started_at": incident.started_at,
+        "declared_at": incident.declared_at,
+        "resolved_at": incident.resolved_at,
+        "cause": incident.cause,
+        "measures": incident.measures,
+        "compensation_days": incident.compensation_days,
+        "apology": incident.apology_state,
+    }
+
+
+def _step_json(result: StepResult, **extra: Any) -> dict[str, Any]:
+    return {
+        **incident_dict(result.incident),
+        "affected": result.affected,
+        "added": result.added,
+        "queued": result.queued or {},
+        "cancelled": result.cancelled,
+        "apology_held": result.apology_held,
+        **extra,
+    }
+
+
+def _queued_line(result: StepResult) -> str:
+    parts = [
+        f"{thousands(n)} {kind} message{'s' if n != 1 else ''}" for kind, n in (result.queued or {}).items()
+    ]
+    return "Queued " + ", ".join(parts) + "." if parts else "Nothing queued."
+
+
+@incident_app.command("declare")
+def declare(
+    ctx: typer.Context,
+    title: str = typer.Option(..., "--title", help="what is broken, in words subscribers understand"),
+    region: list[str] = typer.Option(..., "--region", help="affected region code (repeat for more)"),
+    service: list[str] = typer.Option(
+        [], "--service", help="affected service code (repeat; none = all services)"
+    ),
+    severity: str = typer.Option("major", "--severity", help="minor | major | critical"),
+    message: str = typer.Option("", "--message", help="the first public status message"),
+    started_at: str | None = typer.Option(
+        None, "--started-at", help="ISO 8601 time the outage began (default now)"
+    ),
+    by: str = BY,
+    as_json: bool = JSON,
+) -> None:
+    """Declare an incident: snapshot the affected audience and queue the first status notice.
+
+    Example: notifier incident declare --title "Отчёты не отправляются" --region 66 --region 54
+    --service tax-reporting --severity major --message "Ищем причину" --by ivanov
+    """
+    st = state(ctx)
+    with write_session(st.engine()) as session:
+        result = incidents.declare(
+            session, st.config, title=title, regions=region, services=service, severity=severity,
+            message=message, started_at=parse_time(started_at, "--started-at"), by=by,
+        )  # fmt: skip
+        total = incidents.active_subscribers(session)
+    share = 100.0 * result.affected / total if total else 0.0
+    if as_json:
+        print_json(_step_json(result, active_subscribers=total, share_percent=round(share, 2)))
+        return
+    console.print(
+        f"Declared {result.incident.ref} «{result.incident.title}»: {thousands(result.affected)} subscribers affected, "
+        f"{share:.1f} % of {thousands(total)} active. {_queued_line(result)}"
+    )
+
+
+@incident_app.command("update")
+def update(
+    ctx: typer.Context,
+    incident_id: str = typer.Argument(..., metavar="ID", help="incident id, e.g. INC-3"),
+    status: str = typer.Option(..., "--status", help="investigating | identified | monitoring"),
+    message: str = typer.Option(..., "--message", help="the public status message"),
+    by: str = BY,
+    as_json: bool = JSON,
+) -> None:
+    """Post a public status update; its notice replaces any older one not yet sent.
+
+    Example: notifier incident update INC-1 --status identified --message "Отказал сервер БД, переключаем на резерв"
+    """
+    st = state(ctx)
+    with write_session(st.engine()) as session:
+        result = incidents.post_update(session, st.config, incident_id, status=status, message=message, by=by)
+    if as_json:
+        print_json(_step_json(result))
+        return
+    console.print(f"{result.incident.ref} is now {result.incident.status}. {_queued_line(result)}")
+
+
+@incident_app.command("scope")
+def scope(
+    ctx: typer.Context,
+    incident_id: str = typer.Argument(..., metavar="ID", help="incident id"),
+    add_region: list[str] = typer.Option([], "--add-region", help="region to add (repeat)"),
+    add_service: list[str] = typer.Option([], "--add-service", help="service to add (repeat)"),
+    by: str = BY,
+    as_json: bool = JSON,
+) -> None:
+    """Widen an incident: the newly affected join its audience and get the latest notice.
+
+    Example: notifier incident scope INC-1 --add-region 74
+    """
+    st = state(ctx)
+    with write_session(st.engine()) as session:
+        result = incidents.widen_scope(
+            session, st.config, incident_id, add_regions=add_region, add_services=add_service, by=by
+        )
+    if as_json:
+        print_json(_step_json(result))
+        return
+    console.print(
+        f"{result.incident.ref} now covers regions {', '.join(result.incident.regions)}: "
+        f"{thousands(result.added)} more subscribers, {thousands(result.affected)} in all. {_queued_line(result)}"
+    )
+
+
+@incident_app.command("resolve")
+def resolve(
+    ctx: typer.Context,
+    incident_id: str = typer.Argument(..., metavar="ID", help="incident id"),
+    cause: str = typer.Option("", "--cause", help="what caused it, explained for subscribers"),
+    measures: str = typer.Option("", "--measures", help="what was done so it does not happen again"),
+    compensation: str | None = typer.Option(
+        None, "--compensation", help="free days, e.g. 14d, or none (default: policy)"
+    ),
+    resolved_at: str | None = typer.Option(
+        None, "--resolved-at", help="ISO 8601 time service came back (default now)"
+    ),
+    by: str = BY,
+    as_json: bool = JSON,
+) -> None:
+    """Resolve an incident and queue the apology (held until a cause and measures are given).
+
+    Example: notifier incident resolve INC-1 --cause "Отказал дисковый массив сервера БД"
+    --measures "Перевели базу на новый кластер с резервной копией" --by ivanov
+    """
+    st = state(ctx)
+    with write_session(st.engine()) as session:
+        result = incidents.resolve(
+            session, st.config, incident_id, cause=cause, measures=measures, compensation_text=compensation,
+            resolved_at=parse_time(resolved_at, "--resolved-at"), by=by,
+        )  # fmt: skip
+    if as_json:
+        print_json(_step_json(result))
+        return
+    console.print(
+        f"{result.incident.ref} is resolved; {thousands(result.cancelled)} unsent status notices cancelled."
+    )
+    if result.apology_held:
+        console.print(
+            f"The apology is HELD: it needs a cause and measures. Release it with: notifier incident edit "
+            f"{result.incident.ref} --cause … --measures …"
+        )
+    else:
+        console.print(_queued_line(result))
+
+
+@incident_app.command("edit")
+def edit(
+    ctx: typer.Context,
+    incident_id: str = typer.Argument(..., metavar="ID", help="incident id"),
+    cause: str | None = typer.Option(None, "--cause", help="what caused it"),
+    measures: str | None = typer.Option(None, "--measures", help="what was done about it"),
+    compensation: str | None = typer.Option(None, "--compensation", help="free days, e.g. 14d, or none"),
+    by: str = BY,
+    as_json: bool = JSON,
+) -> None:
+    """Complete a resolved incident's cause, measures or compensation; releases a held apology.
+
+    Example: notifier incident edit INC-1 --cause "Отказ сервера БД" --measures "Новый кластер"
+    """
+    st = state(ctx)
+    with write_session(st.engine()) as session:
+        result = incidents.edit(
+            session,
+            st.config,
+            incident_id,
+            cause=cause,
+            measures=measures,
+            compensation_text=compensation,
+            by=by,
+        )
+    if as_json:
+        print_json(_step_json(result))
+        return
+    if result.apology_held:
+        console.print(
+            f"{result.incident.ref} updated; the apology is still held (it needs both a cause and measures)."
+        )
+    else:
+        console.print(f"{result.incident.ref} updated. {_queued_line(result)}")
+
+
+@incident_app.command("list")
+def list_(
+    ctx: typer.Context,
+    open_only: bool = typer.Option(False, "--open", help="only incidents not yet resolved"),
+    as_json: bool = JSON,
+) -> None:
+    """List incidents, newest first.
+
+    Example: notifier incident list --open
+    """
+    st = state(ctx)
+    with read_session(st.engine()) as session:
+        found = incidents.list_incidents(session, open_only=open_only)
+        sizes = {i.id: incidents.audience_size(session, i.id) for i in found}  # type: ignore[arg-type]
+    if as_json:
+        print_json({"incidents": [{**incident_dict(i), "affected": sizes[i.id]} for i in found]})
+        return
+    if not found:
+        console.print("No incidents.")
+    for i in found:
+        console.print(
+            f"{i.ref:<8} {i.status:<13} {i.severity:<8} {thousands(sizes[i.id]):>9} affected  "
+            f"regions {','.join(i.regions)}  {i.title}",
+            markup=False,
+        )
+
+
+@incident_app.command("show")
+def show(
+    ctx: typer.Context,
+    incident_id: str = typer.Argument(..., metavar="ID", help="incident id"),
+    as_json: bool = JSON,
+) -> None:
+    """Show one incident with its timeline.
+
+    Example: notifier incident show INC-1
+    """
+    st = state(ctx)
+    with read_session(st.engine()) as session:
+        incident = incidents.get(session, incident_id)
+        size = incidents.audience_size(session, incident.id)  # type: ignore[arg-type]
+        entries = incidents.timeline(session, incident.id)  # type: ignore[arg-type]
+    timeline = [
+        {"at": u.created_at, "kind": u.kind, "status": u.status, "message": u.message, "by": u.author}
+        for u in entries
+    ]
+    if as_json:
+        print_json({**incident_dict(incident), "affected": size, "timeline": timeline})
+        return
+    services = ", ".join(incident.services) or "all services"
+    console.print(f"{incident.ref} «{incident.title}» — {incident.status}, {incident.severity}", markup=False)
+    console.print(
+        f"Regions: {', '.join(incident.regions)}; services: {services}; {thousands(size)} affected",
+        markup=False,
+    )
+    console.print(f"Started {incident.started_at:%Y-%m-%d %H:%M} UTC", markup=False)
+    if incident.resolved_at:
+        console.print(
+            f"Resolved {incident.resolved_at:%Y-%m-%d %H:%M} UTC; apology: {incident.apology_state}",
+            markup=False,
+        )
+    for entry in timeline:
+        who = f" ({entry['by']})" if entry["by"] else ""
+        console.print(
+            f"  {entry['at']:%Y-%m-%d %H:%M} {entry['kind']:<9} {entry['status']:<13}{who} {entry['message']}",
+            markup=False,
+        )

@@ -1,0 +1,301 @@
+"""Typed configuration loaded from ``config.toml``.
+
+Owns parsing and validating the file into a frozen ``Config``; every mistake becomes one
+``ConfigError`` line that names the key. It does not read the file at import time: the
+CLI callback (or the web app factory) calls :func:`load_config` once and passes the result on.
+Secrets are never in the file: it names environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from notifier.errors import ConfigError
+
+Locale = Literal["ru", "en"]
+LOCALES: tuple[str, ...] = ("ru", "en")
+SEVERITIES: tuple[str, ...] = ("minor", "major", "critical")
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``90``, ``"90s"``, ``"5m"``, ``"2h"``, ``"1d"`` -> timedelta (a bare number is seconds)."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 90, '30s', '5m' or '2h'")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return timedelta(seconds=value)
+    match = _DURATION_RE.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration such as 90, '30s', '5m' or '2h'")
+    number, unit = match.groups()
+    return timedelta(seconds=float(number) * _UNIT_SECONDS[unit.lower() if unit else None])
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class LocalText(BaseModel):
+    """A text given once, or per language: ``"Москва"`` or ``{ ru = "Москва", en = "Moscow" }``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ru: str
+    en: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_plain_string(cls, value: Any) -> Any:
+        return {"ru": value} if isinstance(value, str) else value
+
+    def get(self, locale: str) -> str:
+        return (self.en or self.ru) if locale == "en" else self.ru
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NotifierSection(_Section):
+    database: str = "sqlite:///notifier.db"
+    company: LocalText
+    hotline_phone: str
+    support_email: str
+    public_base_url: str = "http://127.0.0.1:8080"
+    default_locale: Locale = "ru"
+    default_country: str = Field("RU", min_length=2, max_length=2)
+    templates: str = ""
+    secret_env: str = "NOTIFIER_SECRET"
+    oncall_email: str = ""
+
+    @field_validator("database")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+            raise ValueError("must be a URL starting with sqlite:/// or postgresql://")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class SmtpSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(1025, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str = ""
+    password_env: str = ""
+    from_address: str
+    from_name: LocalText | None = None
+    connections: int = Field(4, ge=1, le=100)
+    rate_limit: float = Field(0, ge=0, description="messages per second for this process, 0 = unlimited")
+    timeout: Duration = timedelta(seconds=30)
+    helo_name: str = ""
+
+    def password(self) -> str | None:
+        if not self.password_env:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError(
+                f"[smtp].password_env names the environment variable {self.password_env}, which is not set."
+            )
+        return value
+
+
+class MailingSection(_Section):
+    send_status_notices: bool = True
+    apology_delay: Duration = timedelta(0)
+    retry_backoff: Duration = timedelta(seconds=30)
+    retry_backoff_max: Duration = timedelta(hours=1)
+    max_attempts: int = Field(8, ge=1)
+    lease: Duration = timedelta(minutes=5)
+    batch_size: int = Field(500, ge=1, le=10_000)
+
+
+class Region(_Section):
+    name: LocalText
+    timezone: str
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Moscow)") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class Service(_Section):
+    name: LocalText
+
+
+class CompensationRule(_Section):
+    severity: Literal["minor", "major", "critical"]
+    min_duration: Duration = timedelta(0)
+    days: int = Field(ge=1)
+
+
+class CompensationSection(_Section):
+    cap_days: int = Field(30, ge=0)
+    rules: list[CompensationRule] = []
+
+    @model_validator(mode="after")
+    def _rules_within_cap(self) -> CompensationSection:
+        for index, rule in enumerate(self.rules):
+            if rule.days > self.cap_days:
+                raise ValueError(
+                    f"rules[{index}] grants {rule.days} days, more than cap_days = {self.cap_days}"
+                )
+        return self
+
+
+class HotlineTarget(_Section):
+    email: str = ""
+    webhook: str = ""
+    locale: Locale = "ru"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> HotlineTarget:
+        if bool(self.email) == bool(self.webhook):
+            raise ValueError("each hotline target needs exactly one of email or webhook")
+        if self.webhook and not re.match(r"^https?://[^\s/]+", self.webhook):
+            raise ValueError(f"webhook {self.webhook!r} must be an http:// or https:// URL")
+        return self
+
+
+class HotlineSection(_Section):
+    targets: list[HotlineTarget] = []
+
+
+class Config(_Section):
+    notifier: NotifierSection
+    smtp: SmtpSection
+    mailing: MailingSection = MailingSection()
+    regions: dict[str, Region]
+    services: dict[str, Service]
+    compensation: CompensationSection = CompensationSection()
+    hotline: HotlineSection = HotlineSection()
+    path: Path = Path("config.toml")
+
+    @field_validator("regions", "services")
+    @classmethod
+    def _not_empty(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("must list at least one entry")
+        for code in value:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", code):
+                raise ValueError(f"code {code!r} may only hold letters, digits, '.', '_' and '-'")
+        return value
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def database_url(self) -> str:
+        """The database URL, with a relative SQLite path taken relative to the config file."""
+        url = os.environ.get("NOTIFIER_DATABASE_URL") or self.notifier.database
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+            return prefix + str((self.base_dir / url[len(prefix) :]).resolve())
+        return url
+
+    @property
+    def templates_dir(self) -> Path:
+        if self.notifier.templates:
+            return (self.base_dir / self.notifier.templates).resolve()
+        return default_templates_dir()
+
+    def secret(self) -> bytes:
+        """The signing secret (unsubscribe tokens), from the environment variable the config names."""
+        value = os.environ.get(self.notifier.secret_env, "")
+        if len(value) < 16:
+            raise ConfigError(
+                f"Set the environment variable {self.notifier.secret_env} to a random string of at least "
+                "16 characters: it signs unsubscribe links ([notifier].secret_env names it)."
+            )
+        return value.encode()
+
+
+def default_templates_dir() -> Path:
+    """``templates/`` beside the package: the repository's own set."""
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+def _describe(error: dict[str, Any], path: Path) -> str:
+    loc = [str(part) for part in error["loc"] if not str(part).startswith("function-")]
+    # Drop pydantic's union/branch markers such as 'str' or 'LocalText'.
+    loc = [part for part in loc if part not in {"str", "LocalText", "int", "float"}]
+    key = f"[{loc[0]}]" + ("." + ".".join(loc[1:]) if len(loc) > 1 else "") if loc else "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key {key}"
+    if kind == "missing":
+        what = "section" if len(loc) == 1 else "key"
+        return f"{path}: missing {what} {key}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{path}: {key}: {message}"
+
+
+def parse_config(data: dict[str, Any], path: Path) -> Config:
+    """Validate already-parsed TOML data; raises ConfigError naming the first bad key."""
+    try:
+        return Config.model_validate({**data, "path": path})
+    except ValidationError as exc:
+        errors = exc.errors()
+        more = (
+            f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+            if len(errors) > 1
+            else ""
+        )
+        raise ConfigError(_describe(errors[0], path) + more) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate the config file: ``path``, else $NOTIFIER_CONFIG, else ./config.toml."""
+    chosen = Path(path or os.environ.get("NOTIFIER_CONFIG") or "config.toml")
+    try:
+        raw = chosen.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{chosen}: no such config file (pass --config PATH or set NOTIFIER_CONFIG)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{chosen}: cannot read the config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{chosen}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{chosen}: not valid TOML: {exc}") from None
+    return parse_config(data, chosen.resolve())

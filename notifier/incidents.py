@@ -1,0 +1,361 @@
+"""The incident lifecycle: declare, update, widen scope, resolve, edit; and its audience.
+
+Owns the status machine, the audience snapshot (one ``INSERT … SELECT`` of the active
+subscribers in the incident's regions who use one of its services) and deciding which
+mailings each step owes (queued through ``outbox``). It does not send or render anything.
+Every function takes the Session it works in; writes expect a ``db.write_session``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, literal, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from notifier import compensation, outbox
+from notifier.config import SEVERITIES, Config
+from notifier.errors import IncidentNotFound, InvalidTransition, UsageError
+from notifier.models import AudienceMember, Incident, Subscriber, Update, UTCDateTime, utcnow
+
+OPEN_STATUSES = ("investigating", "identified", "monitoring")
+# Any forward move, and back from monitoring to identified (the fix did not hold).
+_ALLOWED = {
+    "investigating": {"investigating", "identified", "monitoring"},
+    "identified": {"identified", "monitoring"},
+    "monitoring": {"monitoring", "identified"},
+}
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one lifecycle step did, for the CLI, the API and the tests."""
+
+    incident: Incident
+    affected: int = 0  # audience size after the step
+    added: int = 0  # audience members added by this step
+    queued: dict[str, int] | None = None  # kind -> messages queued
+    cancelled: int = 0  # unsent status notices cancelled
+    apology_held: bool = False
+
+
+def parse_ref(ref: str | int) -> int:
+    text = str(ref).strip()
+    match = re.fullmatch(r"(?:INC-?)?(\d{1,9})", text, re.IGNORECASE)
+    if not match:
+        raise IncidentNotFound(text)
+    return int(match.group(1))
+
+
+def get(session: Session, ref: str | int, *, for_update: bool = False) -> Incident:
+    query = select(Incident).where(Incident.id == parse_ref(ref))
+    if for_update:
+        query = query.with_for_update()
+    incident = session.exec(query).scalars().first()  # type: ignore[call-overload]
+    if incident is None:
+        raise IncidentNotFound(str(ref))
+    return incident
+
+
+def _check_text(value: str, what: str, *, required: bool = True, multiline: bool = False) -> str:
+    value = (value or "").strip()
+    if required and not value:
+        raise UsageError(f"{what} must not be empty")
+    bad = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]") if multiline else _CONTROL
+    if bad.search(value):
+        raise UsageError(f"{what} contains a control character (a line break or similar); remove it")
+    return value
+
+
+def _check_codes(config: Config, regions: list[str], services: list[str]) -> None:
+    for code in regions:
+        if code not in config.regions:
+            raise UsageError(f"unknown region {code!r} (known: {', '.join(sorted(config.regions))})")
+    for code in services:
+        if code not in config.services:
+            raise UsageError(f"unknown service {code!r} (known: {', '.join(sorted(config.services))})")
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(item.strip() for item in items if item.strip()))
+
+
+def _select_affected(incident_id: int, regions: list[str], services: list[str], now: datetime):
+    """Active subscribers in ``regions`` who use one of ``services`` (any when empty)."""
+    conditions = [Subscriber.status == "active", Subscriber.region.in_(regions)]  # type: ignore[attr-defined]
+    if services:
+        conditions.append(or_(*(Subscriber.services.like(f"%;{code};%") for code in services)))  # type: ignore[attr-defined]
+    return select(literal(incident_id), Subscriber.id, literal(now, UTCDateTime())).where(and_(*conditions))
+
+
+def _snapshot(
+    session: Session, incident: Incident, regions: list[str], services: list[str], now: datetime
+) -> int:
+    assert incident.id is not None
+    module = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    stmt = (
+        module.insert(AudienceMember)
+        .from_select(
+            ["incident_id", "subscriber_id", "added_at"],
+            _select_affected(incident.id, regions, services, now),
+        )
+        .on_conflict_do_nothing()
+    )
+    return session.exec(stmt).rowcount  # type: ignore[call-overload]
+
+
+def audience_size(session: Session, incident_id: int) -> int:
+    query = select(func.count()).select_from(AudienceMember).where(AudienceMember.incident_id == incident_id)
+    return session.exec(query).scalar_one()  # type: ignore[call-overload]
+
+
+def count_affected(session: Session, regions: list[str], services: list[str]) -> int:
+    """How many active subscribers an incident over these regions and services would reach."""
+    query = select(func.count()).select_from(_select_affected(0, regions, services, utcnow()).subquery())
+    return session.exec(query).scalar_one()  # type: ignore[call-overload]
+
+
+def active_subscribers(session: Session) -> int:
+    query = select(func.count()).select_from(Subscriber).where(Subscriber.status == "active")
+    return session.exec(query).scalar_one()  # type: ignore[call-overload]
+
+
+def _latest_public_update(session: Session, incident_id: int) -> Update:
+    query = (
+        select(Update)
+        .where(Update.incident_id == incident_id, Update.kind.in_(("declared", "update")))  # type: ignore[attr-defined]
+        .order_by(Update.id.desc())  # type: ignore[union-attr]
+        .limit(1)
+    )
+    return session.exec(query).scalars().one()  # type: ignore[call-overload]
+
+
+def declare(
+    session: Session,
+    config: Config,
+    *,
+    title: str,
+    regions: list[str],
+    services: list[str] | None = None,
+    severity: str = "major",
+    message: str = "",
+    started_at: datetime | None = None,
+    by: str = "",
+    now: datetime | None = None,
+) -> StepResult:
+    """Open an incident, snapshot its audience and queue the first status notice."""
+    now = now or utcnow()
+    title = _check_text(title, "--title")
+    regions, services = _unique(regions), _unique(services or [])
+    if not regions:
+        raise UsageError("an incident needs at least one --region")
+    _check_codes(config, regions, services)
+    if severity not in SEVERITIES:
+        raise UsageError(f"--severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
+    started_at = started_at or now
+    if started_at > now + timedelta(minutes=5):
+        raise UsageError("--started-at is in the future")
+    incident = Incident(
+        title=title, severity=severity, status="investigating", regions=regions, services=services,
+        started_at=started_at, declared_at=now, declared_by=by, updated_at=now,
+    )  # fmt: skip
+    session.add(incident)
+    session.flush()
+    text = _check_text(message, "--message", required=False, multiline=True)
+    first = Update(
+        incident_id=incident.id,
+        kind="declared",
+        status="investigating",
+        message=text,
+        author=by,
+        created_at=now,
+    )
+    session.add(first)
+    session.flush()
+    affected = _snapshot(session, incident, regions, services, now)
+    queued = {}
+    if config.mailing.send_status_notices:
+        queued["status"] = outbox.queue_status_notices(session, incident, first.id, now)  # type: ignore[arg-type]
+    return StepResult(incident, affected=affected, added=affected, queued=queued)
+
+
+def post_update(
+    session: Session, config: Config, ref: str | int, *, status: str, message: str, by: str = "",
+    now: datetime | None = None,
+) -> StepResult:  # fmt: skip
+    """A public status update; its notice supersedes any unsent older one."""
+    now = now or utcnow()
+    incident = get(session, ref, for_update=True)
+    if incident.status == "resolved":
+        raise InvalidTransition(f"{incident.ref} is resolved; a resolved incident takes no more updates")
+    if status == "resolved":
+        raise InvalidTransition(
+            f"resolve {incident.ref} with: notifier incident resolve {incident.ref} --cause … --measures …"
+        )
+    if status not in _ALLOWED:
+        raise UsageError(f"--status must be one of {', '.join(OPEN_STATUSES)}, not {status!r}")
+    if status not in _ALLOWED[incident.status]:
+        raise InvalidTransition(f"{incident.ref} cannot go from {incident.status} back to {status}")
+    text = _check_text(message, "--message", multiline=True)
+    incident.status, incident.updated_at = status, now
+    entry = Update(
+        incident_id=incident.id, kind="update", status=status, message=text, author=by, created_at=now
+    )
+    session.add(entry)
+    session.flush()
+    queued = {}
+    if config.mailing.send_status_notices:
+        queued["status"] = outbox.queue_status_notices(session, incident, entry.id, now)  # type: ignore[arg-type]
+    return StepResult(incident, affected=audience_size(session, incident.id), queued=queued)  # type: ignore[arg-type]
+
+
+def widen_scope(
+    session: Session, config: Config, ref: str | int, *, add_regions: list[str], add_services: list[str],
+    by: str = "", now: datetime | None = None,
+) -> StepResult:  # fmt: skip
+    """Add regions or services; the newly affected join the audience (nobody leaves it)."""
+    now = now or utcnow()
+    incident = get(session, ref, for_update=True)
+    if incident.status == "resolved":
+        raise InvalidTransition(f"{incident.ref} is resolved; its scope can no longer change")
+    add_regions, add_services = _unique(add_regions), _unique(add_services)
+    if not add_regions and not add_services:
+        raise UsageError("give --add-region or --add-service")
+    _check_codes(config, add_regions, add_services)
+    if add_services and not incident.services:
+        raise UsageError(f"{incident.ref} already covers every service; --add-service would change nothing")
+    regions = _unique(incident.regions + add_regions)
+    services = _unique(incident.services + add_services)
+    incident.regions, incident.services, incident.updated_at = regions, services, now
+    note = ", ".join([f"+region {r}" for r in add_regions] + [f"+service {s}" for s in add_services])
+    session.add(
+        Update(
+            incident_id=incident.id,
+            kind="scope",
+            status=incident.status,
+            message=note,
+            author=by,
+            created_at=now,
+        )
+    )
+    added = _snapshot(session, incident, regions, services, now)
+    queued = {}
+    if config.mailing.send_status_notices and added:
+        latest = _latest_public_update(session, incident.id)  # type: ignore[arg-type]
+        queued["status"] = outbox.queue_status_notices(session, incident, latest.id, now)  # type: ignore[arg-type]
+    return StepResult(incident, affected=audience_size(session, incident.id), added=added, queued=queued)  # type: ignore[arg-type]
+
+
+def resolve(
+    session: Session, config: Config, ref: str | int, *, cause: str = "", measures: str = "",
+    compensation_text: str | None = None, resolved_at: datetime | None = None, by: str = "",
+    now: datetime | None = None,
+) -> StepResult:  # fmt: skip
+    """Close the incident: cancel unsent status notices, queue (or hold) the apology."""
+    now = now or utcnow()
+    incident = get(session, ref, for_update=True)
+    if incident.status == "resolved":
+        hint = (
+            f" (its apology is held: notifier incident edit {incident.ref} --cause … --measures …)"
+            if incident.apology_state == "held"
+            else ""
+        )
+        raise InvalidTransition(f"{incident.ref} is already resolved{hint}")
+    resolved_at = resolved_at or now
+    if resolved_at < incident.started_at:
+        raise UsageError("--resolved-at is before the incident started")
+    if resolved_at > now + timedelta(minutes=5):
+        raise UsageError("--resolved-at is in the future")
+    incident.cause = _check_text(cause, "--cause", required=False, multiline=True)
+    incident.measures = _check_text(measures, "--measures", required=False, multiline=True)
+    incident.status, incident.resolved_at, incident.resolved_by, incident.updated_at = (
+        "resolved",
+        resolved_at,
+        by,
+        now,
+    )
+    _set_compensation(config, incident, compensation_text)
+    session.add(
+        Update(
+            incident_id=incident.id, kind="resolved", status="resolved", message="", author=by, created_at=now
+        )
+    )
+    cancelled = outbox.cancel_unsent(session, incident.id, "status", "cancelled: the incident is resolved")  # type: ignore[arg-type]
+    queued = _queue_apology_if_ready(session, config, incident, now)
+    return StepResult(
+        incident, affected=audience_size(session, incident.id), queued=queued, cancelled=cancelled,  # type: ignore[arg-type]
+        apology_held=incident.apology_state == "held",
+    )  # fmt: skip
+
+
+def edit(
+    session: Session, config: Config, ref: str | int, *, cause: str | None = None, measures: str | None = None,
+    compensation_text: str | None = None, by: str = "", now: datetime | None = None,
+) -> StepResult:  # fmt: skip
+    """Complete a resolved incident's cause, measures or compensation; releases a held apology."""
+    now = now or utcnow()
+    incident = get(session, ref, for_update=True)
+    if cause is None and measures is None and compensation_text is None:
+        raise UsageError("give --cause, --measures or --compensation")
+    if incident.apology_state == "queued":
+        raise InvalidTransition(
+            f"{incident.ref}'s apology has already been queued; it can no longer be edited"
+        )
+    if cause is not None:
+        incident.cause = _check_text(cause, "--cause", multiline=True)
+    if measures is not None:
+        incident.measures = _check_text(measures, "--measures", multiline=True)
+    if compensation_text is not None:
+        _set_compensation(config, incident, compensation_text)
+    incident.updated_at = now
+    session.add(
+        Update(
+            incident_id=incident.id,
+            kind="edit",
+            status=incident.status,
+            message="",
+            author=by,
+            created_at=now,
+        )
+    )
+    queued = _queue_apology_if_ready(session, config, incident, now) if incident.status == "resolved" else {}
+    return StepResult(
+        incident, affected=audience_size(session, incident.id), queued=queued,  # type: ignore[arg-type]
+        apology_held=incident.apology_state == "held",
+    )  # fmt: skip
+
+
+def _set_compensation(config: Config, incident: Incident, text: str | None) -> None:
+    if text is not None:
+        incident.compensation_days = compensation.parse_override(config.compensation, text)
+    elif incident.resolved_at is not None:
+        duration = incident.resolved_at - incident.started_at
+        incident.compensation_days = compensation.by_policy(config.compensation, incident.severity, duration)
+
+
+def _queue_apology_if_ready(
+    session: Session, config: Config, incident: Incident, now: datetime
+) -> dict[str, int]:
+    if not (incident.cause and incident.measures):
+        incident.apology_state = "held"
+        return {}
+    assert incident.resolved_at is not None
+    due = max(incident.resolved_at, now) + config.mailing.apology_delay
+    incident.apology_state = "queued"
+    return {"apology": outbox.queue_apologies(session, incident, due, now)}
+
+
+def list_incidents(session: Session, *, open_only: bool = False, limit: int = 50) -> list[Incident]:
+    query = select(Incident).order_by(Incident.id.desc()).limit(limit)  # type: ignore[union-attr]
+    if open_only:
+        query = query.where(Incident.status != "resolved")
+    return list(session.exec(query).scalars())  # type: ignore[call-overload]
+
+
+def timeline(session: Session, incident_id: int) -> list[Update]:
+    query = select(Update).where(Update.incident_id == incident_id).order_by(Update.id)  # type: ignore[arg-type]
+    return list(session.exec(query).scalars())  # type: ignore[call-overload]

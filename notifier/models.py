@@ -1,0 +1,182 @@
+"""SQLModel tables: the whole business state of notifier lives here.
+
+Owns the table definitions and the small vocabularies (states, kinds) stored in them.
+It does not know how rows are selected or changed: that is ``incidents``, ``subscribers``,
+``outbox`` and ``hotline``. Every timestamp is timezone-aware UTC (see ``UTCDateTime``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, String, TypeDecorator, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC, returns aware datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use timezone-aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQL results on SQLite
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _time(nullable: bool = False, index: bool = False) -> Any:
+    column = Column(UTCDateTime(), nullable=nullable, index=index)
+    if nullable:
+        return Field(default=None, sa_column=column)
+    return Field(default_factory=utcnow, sa_column=column)
+
+
+# Vocabularies ---------------------------------------------------------------------------
+
+SUBSCRIBER_STATUSES = ("active", "unsubscribed", "bounced")
+INCIDENT_STATUSES = ("investigating", "identified", "monitoring", "resolved")
+MESSAGE_STATES = ("queued", "sending", "sent", "retry", "failed", "cancelled")
+UNSENT_STATES = ("queued", "retry")
+FINAL_STATES = ("sent", "failed", "cancelled")
+MESSAGE_KINDS = ("status", "apology", "hotline", "reminder", "escalation")
+CHANNELS = ("email", "webhook")
+
+
+class Subscriber(SQLModel, table=True):
+    __tablename__ = "subscriber"
+    __table_args__ = (Index("ix_subscriber_status_region", "status", "region"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str | None = Field(default=None, sa_column=Column(String(100), unique=True, nullable=True))
+    name: str = ""
+    name_key: str = Field(default="", index=True)  # casefolded name, for lookup by part of it
+    email: str | None = None
+    email_key: str | None = Field(default=None, index=True)  # lower-cased e-mail
+    phone: str | None = Field(default=None, index=True)  # E.164
+    region: str
+    services: str = ""  # ';a;b;' so that one LIKE '%;a;%' matches a whole code
+    locale: str = "ru"
+    status: str = "active"
+    created_at: datetime = _time()
+    updated_at: datetime = _time()
+
+    @property
+    def service_list(self) -> list[str]:
+        return [code for code in self.services.split(";") if code]
+
+
+class Incident(SQLModel, table=True):
+    __tablename__ = "incident"
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str
+    severity: str = "major"
+    status: str = "investigating"
+    regions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    services: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    started_at: datetime = _time()
+    declared_at: datetime = _time()
+    resolved_at: datetime | None = _time(nullable=True)
+    cause: str = ""
+    measures: str = ""
+    compensation_days: int | None = None
+    apology_state: str = "none"  # none | held | queued
+    declared_by: str = ""
+    resolved_by: str = ""
+    updated_at: datetime = _time()
+
+    @property
+    def ref(self) -> str:
+        return f"INC-{self.id}"
+
+
+class Update(SQLModel, table=True):
+    """A public status message on an incident; also its timeline of who did what."""
+
+    __tablename__ = "incident_update"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    kind: str = "update"  # declared | update | scope | resolved | edit
+    status: str
+    message: str = ""
+    author: str = ""
+    created_at: datetime = _time()
+
+
+class AudienceMember(SQLModel, table=True):
+    __tablename__ = "audience_member"
+
+    incident_id: int = Field(foreign_key="incident.id", primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True, index=True)
+    added_at: datetime = _time()
+
+
+class Message(SQLModel, table=True):
+    """One notification to one recipient over one channel: the outbox row."""
+
+    __tablename__ = "message"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", name="uq_message_dedupe_key"),
+        Index("ix_message_due", "state", "not_before"),
+        Index("ix_message_incident_kind_state", "incident_id", "kind", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    channel: str = "email"
+    state: str = "queued"
+    incident_id: int | None = Field(default=None, foreign_key="incident.id")
+    subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", index=True)
+    update_id: int | None = Field(default=None, foreign_key="incident_update.id")
+    callback_id: int | None = None
+    recipient: str = ""  # e-mail address or webhook URL, fixed when queued
+    locale: str = "ru"
+    dedupe_key: str
+    attempts: int = 0
+    not_before: datetime = _time()
+    lease_until: datetime | None = _time(nullable=True)
+    claimed_by: str | None = None
+    last_error: str | None = None
+    created_at: datetime = _time()
+    sent_at: datetime | None = _time(nullable=True)
+
+
+class Call(SQLModel, table=True):
+    __tablename__ = "call"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", index=True)
+    caller_phone: str = ""
+    incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+    note: str = ""
+    taken_by: str = ""
+    created_at: datetime = _time()
+
+
+class Callback(SQLModel, table=True):
+    __tablename__ = "callback"
+
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = Field(foreign_key="call.id", index=True)
+    due_at: datetime = _time(index=True)
+    owner: str = ""
+    done_at: datetime | None = _time(nullable=True)
+    outcome: str = ""
+    escalations: int = 0
+    created_at: datetime = _time()
