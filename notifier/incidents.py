@@ -104,6 +104,7 @@ def _snapshot(
             _select_affected(incident.id, regions, services, now),
         )
         .on_conflict_do_nothing()
+        .execution_options(preserve_rowcount=True)
     )
     return session.exec(stmt).rowcount  # type: ignore[call-overload]
 

@@ -22,6 +22,7 @@ def _insert_ignoring_duplicates(session: Session, columns: list[str], query: obj
     dialect = session.get_bind().dialect.name
     module = sqlite if dialect == "sqlite" else postgresql
     stmt = module.insert(Message).from_select(columns, query).on_conflict_do_nothing()
+    stmt = stmt.execution_options(preserve_rowcount=True)
     return session.exec(stmt).rowcount  # type: ignore[call-overload]
 
 

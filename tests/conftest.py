@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -63,10 +64,11 @@ def _as_postgres(args: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgCluster]:
+def pg_cluster() -> Iterator[PgCluster]:
     if not (PG_BIN / "initdb").exists():
         pytest.skip(f"PostgreSQL server binaries not found in {PG_BIN} (set NOTIFIER_PG_BIN)")
-    base = tmp_path_factory.mktemp("pg")
+    # Not under pytest's root-only temp dir: the server runs as `postgres` and must reach it.
+    base = Path(tempfile.mkdtemp(prefix="notifier-pg-"))
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
     data, port = base / "data", free_port()
@@ -89,6 +91,7 @@ def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgCluster]:
     finally:
         subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
                        capture_output=True)  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)
 
 
 # SQLite: one migrated file per session, copied for each test ----------------------------
@@ -154,7 +157,9 @@ def _dump_toml(data: dict[str, Any]) -> str:
             if isinstance(item, dict) and section in {"regions", "services"}:
                 lines.append(f'[{section}."{key}"]')
                 lines += [f"{json.dumps(k)} = {value(x)}" for k, x in item.items()]
-        plain = {k: v for k, v in table.items() if not (isinstance(v, dict) and section in {"regions", "services"})}
+        plain = {
+            k: v for k, v in table.items() if not (isinstance(v, dict) and section in {"regions", "services"})
+        }
         if plain:
             lines.append(f"[{section}]")
             lines += [f"{json.dumps(k)} = {value(x)}" for k, x in plain.items()]

@@ -1,0 +1,62 @@
+"""Storage: migrations through `notifier init`, clear errors on an uninitialised database,
+and a CLI write that waits for another process's write transaction instead of failing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from notifier.db import current_revision, head_revision, make_engine
+from tests.conftest import write_config
+
+
+def test_init_creates_then_reports_up_to_date(tmp_path: Path, cli) -> None:
+    (tmp_path / "fresh").mkdir()
+    path = write_config(tmp_path / "fresh", f"sqlite:///{tmp_path / 'fresh' / 'n.db'}")
+    first = cli("init", "--json", config=path)
+    assert first.exit_code == 0, first.stderr
+    assert first.json()["from"] is None and first.json()["to"] == head_revision()
+    again = cli("init", "--json", config=path)
+    assert again.json()["from"] == head_revision()
+    assert current_revision(make_engine(f"sqlite:///{tmp_path / 'fresh' / 'n.db'}")) == head_revision()
+
+
+def test_commands_on_an_uninitialised_database_say_run_init(tmp_path: Path, cli) -> None:
+    (tmp_path / "empty").mkdir()
+    path = write_config(tmp_path / "empty", f"sqlite:///{tmp_path / 'empty' / 'n.db'}")
+    result = cli("incident", "list", config=path)
+    assert result.exit_code == 1
+    assert "run `notifier init`" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_cli_write_waits_for_another_process_write_transaction(config, cli, make_subscriber) -> None:
+    make_subscriber(region="66")
+    db_file = config.database_url.removeprefix("sqlite:///")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time\n"
+            f"c = sqlite3.connect({db_file!r}, isolation_level=None)\n"
+            "c.execute('BEGIN IMMEDIATE')\n"
+            "c.execute(\"UPDATE subscriber SET name = name || ''\")\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(2.0)\n"
+            "c.execute('COMMIT')\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    started = time.monotonic()
+    result = cli("incident", "declare", "--title", "Сбой", "--region", "66", "--json")
+    waited = time.monotonic() - started
+    holder.wait(timeout=10)
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["affected"] == 1
+    assert waited > 1.0  # it waited for the lock instead of failing with "database is locked"
