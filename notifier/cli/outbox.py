@@ -1,0 +1,84 @@
+"""`notifier outbox` and `notifier report`: what is queued, sent and failed, per incident."""
+
+from __future__ import annotations
+
+import typer
+
+from notifier import incidents, outbox, reports
+from notifier.cli import app
+from notifier.cli.common import console, print_json, state, thousands
+from notifier.db import read_session
+from notifier.models import MESSAGE_STATES
+
+JSON = typer.Option(False, "--json", help="print one JSON object")
+
+
+def _table(counts: dict[str, dict[str, int]]) -> list[str]:
+    states = [s for s in MESSAGE_STATES if any(s in row for row in counts.values())]
+    lines = [f"{'kind':<12}" + "".join(f"{s:>11}" for s in states)]
+    for kind in sorted(counts):
+        lines.append(f"{kind:<12}" + "".join(f"{thousands(counts[kind].get(s, 0)):>11}" for s in states))
+    return lines
+
+
+@app.command("outbox")
+def outbox_(
+    ctx: typer.Context,
+    incident_id: str | None = typer.Argument(None, metavar="[ID]", help="only this incident's messages"),
+    as_json: bool = JSON,
+) -> None:
+    """Messages by kind and state, for one incident or the whole outbox.
+
+    Example: notifier outbox INC-1 --json
+    """
+    st = state(ctx)
+    with read_session(st.engine()) as session:
+        key = incidents.get(session, incident_id).id if incident_id else None
+        counts = outbox.counts(session, key)
+    if as_json:
+        print_json({"incident": f"INC-{key}" if key else None, "messages": counts})
+        return
+    if not counts:
+        console.print("The outbox is empty.")
+        return
+    for line in _table(counts):
+        console.print(line, markup=False)
+
+
+@app.command("report")
+def report(
+    ctx: typer.Context,
+    incident_id: str = typer.Argument(..., metavar="ID", help="incident id"),
+    as_json: bool = JSON,
+) -> None:
+    """An incident's report: timeline, audience size, messages by kind and state.
+
+    Example: notifier report INC-1
+    """
+    st = state(ctx)
+    with read_session(st.engine()) as session:
+        data = reports.incident_report(session, incident_id)
+    if as_json:
+        print_json(data)
+        return
+    console.print(f"{data['id']} «{data['title']}» — {data['status']}, {data['severity']}", markup=False)
+    if data["duration_seconds"] is not None:
+        minutes = int(data["duration_seconds"] // 60)
+        console.print(f"Duration: {minutes // 60} h {minutes % 60} min", markup=False)
+    console.print(
+        f"Audience: {thousands(data['audience'])} subscribers in regions {', '.join(data['regions'])}"
+    )
+    if data["cause"]:
+        console.print(f"Cause: {data['cause']}", markup=False)
+    if data["measures"]:
+        console.print(f"Measures: {data['measures']}", markup=False)
+    console.print(f"Apology: {data['apology']}")
+    console.print("Messages:")
+    for line in _table(data["messages"]) if data["messages"] else ["  none"]:
+        console.print("  " + line, markup=False)
+    console.print("Timeline (UTC):")
+    for entry in data["timeline"]:
+        who = f" ({entry['by']})" if entry["by"] else ""
+        console.print(
+            f"  {entry['at']:%Y-%m-%d %H:%M}  {entry['kind']:<9}{who} {entry['message']}", markup=False
+        )

@@ -1,0 +1,51 @@
+"""Incident reports: what happened, to whom, and what we sent — the "learn" rule.
+
+Owns assembling one incident's report (timeline, audience size, messages by kind and
+state, first and last delivery) as plain data for the CLI, the web and the tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from notifier import incidents, outbox
+from notifier.models import Message
+
+
+def incident_report(session: Session, ref: str | int) -> dict[str, Any]:
+    incident = incidents.get(session, ref)
+    assert incident.id is not None
+    sent_window = session.execute(
+        select(Message.kind, func.min(Message.sent_at), func.max(Message.sent_at))
+        .where(Message.incident_id == incident.id, Message.state == "sent")
+        .group_by(Message.kind)
+    ).all()
+    duration = (incident.resolved_at - incident.started_at) if incident.resolved_at else None
+    return {
+        "id": incident.ref,
+        "title": incident.title,
+        "severity": incident.severity,
+        "status": incident.status,
+        "regions": incident.regions,
+        "services": incident.services,
+        "started_at": incident.started_at,
+        "declared_at": incident.declared_at,
+        "resolved_at": incident.resolved_at,
+        "duration_seconds": duration.total_seconds() if duration else None,
+        "cause": incident.cause,
+        "measures": incident.measures,
+        "compensation_days": incident.compensation_days,
+        "apology": incident.apology_state,
+        "audience": incidents.audience_size(session, incident.id),
+        "messages": outbox.counts(session, incident.id),
+        "deliveries": {
+            kind: {"first_sent_at": first, "last_sent_at": last} for kind, first, last in sent_window
+        },
+        "timeline": [
+            {"at": u.created_at, "kind": u.kind, "status": u.status, "message": u.message, "by": u.author}
+            for u in incidents.timeline(session, incident.id)
+        ],
+    }
