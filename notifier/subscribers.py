@@ -52,6 +52,8 @@ KEPT_REJECTIONS = 20
 PARALLEL_FROM_BYTES = 4_000_000
 _T = TypeVar("_T")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NOT_UTF8 = re.compile(r"[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
+_SUSPECT = re.compile(r"[\x00-\x1f\x7f\udc80-\udcff]")
 # Plain ASCII dot-atom addresses: email_validator leaves the local part as it is, so only the
 # domain needs its (slow) verdict, which is cached. Anything else goes to email_validator whole.
 _PLAIN_EMAIL = re.compile(
@@ -107,7 +109,9 @@ def _services(raw: str, config: Config) -> str:
 
 def clean(values: dict[str, str], config: Config) -> dict[str, Any]:
     """One subscriber's raw fields -> the columns to store; raises RowError with the reason."""
-    if _CONTROL.search("".join(values.values())):
+    if _SUSPECT.search("".join(values.values())):
+        if _NOT_UTF8.search("".join(values.values())):
+            raise RowError("not UTF-8 text (save the file as UTF-8)")
         column = next(c for c in COLUMNS if _CONTROL.search(values.get(c) or ""))
         raise RowError(f"{column} contains a control character (a line break, tab or similar)")
     if any(len(value) > MAX_FIELD for value in values.values()):
@@ -198,7 +202,9 @@ class _CsvSource:
                 raise UsageError(f"{self.name}: is a directory, not a CSV file") from None
             except OSError as exc:
                 raise UsageError(f"{self.name}: cannot read it: {exc.strerror}") from None
-            self.text: IO[str] = io.TextIOWrapper(self._raw, encoding="utf-8-sig", newline="")
+            self.text: IO[str] = io.TextIOWrapper(
+                self._raw, encoding="utf-8-sig", errors="surrogateescape", newline=""
+            )
         else:
             self.text, self.total = path_or_file, None
 
@@ -213,8 +219,6 @@ class _CsvSource:
             for fields in reader:
                 yield line, fields
                 line = reader.line_num + 1
-        except UnicodeDecodeError:
-            raise UsageError(f"{self.name}: line {line}: not UTF-8 text; save the file as UTF-8") from None
         except csv.Error as exc:
             raise UsageError(f"{self.name}: line {line}: not valid CSV: {exc}") from None
 
@@ -257,8 +261,8 @@ def import_csv(
     """Import subscribers from a CSV file: validate each row, upsert the valid ones batch by batch.
 
     Raises UsageError (before importing anything) when the file cannot be read or its header
-    is wrong; a file that turns out to be not UTF-8 or broken CSV part-way stops there, the
-    batches before it stay imported. Rejected rows go to ``report`` and ``errors_writer``.
+    is wrong; broken CSV quoting part-way stops there (the batches before it stay imported);
+    a row that is not UTF-8 is rejected like any other bad row. Rejected rows go to ``report`` and ``errors_writer``.
     ``workers`` processes validate rows (phone parsing is the costly part) while this one
     writes; None = one per CPU for files over a few megabytes, else validate in-process.
     """
@@ -351,7 +355,8 @@ def _reject(report: ImportReport, errors: Any, line: int, reason: str, fields: l
     if len(report.rejections) < KEPT_REJECTIONS:
         report.rejections.append(Rejection(line, reason))
     if errors is not None:
-        errors.writerow([*(fields + [""] * width)[:width], line, reason])
+        readable = [value.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for value in fields]
+        errors.writerow([*(readable + [""] * width)[:width], line, reason])
 
 
 # Set-based upsert --------------------------------------------------------------------------

@@ -1,0 +1,412 @@
+"""notifier.subscribers: CSV import (validation, upsert, streaming), add, list, count, find."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from email_validator import validate_email
+from sqlalchemy import select
+
+from notifier import subscribers
+from notifier.db import read_session, write_session
+from notifier.errors import SubscriberNotFound, UsageError
+from notifier.models import Subscriber
+from notifier.subscribers import ImportReport, import_csv
+
+HEADER = "external_id,name,email,phone,region,services,locale"
+GOOD_1 = "ACC-1,Иванов Иван,ivanov@example.org,+79123456701,77,tax-reporting,ru"
+GOOD_2 = "ACC-2,Petrov Petr,petrov@example.org,+79123456702,66,tax-reporting;edo,en"
+
+
+def write_csv(
+    tmp_path: Path, *lines: str, name: str = "subs.csv", newline: str = "\n", bom: bool = False
+) -> Path:
+    path = tmp_path / name
+    text = newline.join(lines) + newline
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+    return path
+
+
+def all_subscribers(engine: Any) -> list[Subscriber]:
+    with read_session(engine) as session:
+        return list(session.execute(select(Subscriber).order_by(Subscriber.id)).scalars())
+
+
+def by_external_id(engine: Any) -> dict[str, Subscriber]:
+    return {s.external_id: s for s in all_subscribers(engine) if s.external_id}
+
+
+# Importing good rows -----------------------------------------------------------------------
+
+
+def test_import_stores_normalised_fields(engine, config, tmp_path):
+    path = write_csv(
+        tmp_path, HEADER,
+        "ACC-1,  Иванов   Иван ,Ivanov@EXAMPLE.org,8 (912) 345-67-89,77, tax-reporting ; edo ,",
+    )  # fmt: skip
+    report = import_csv(engine, config, path)
+    assert (report.inserted, report.rejected) == (1, 0)
+    [s] = all_subscribers(engine)
+    assert s.external_id == "ACC-1"
+    assert s.name == "Иванов Иван" and s.name_key == "иванов иван"
+    assert s.email == "Ivanov@example.org" and s.email_key == "ivanov@example.org"
+    assert s.phone == "+79123456789"
+    assert s.services == ";tax-reporting;edo;" and s.service_list == ["tax-reporting", "edo"]
+    assert s.locale == config.notifier.default_locale
+    assert s.status == "active"
+    assert s.created_at.tzinfo is not None and s.updated_at.tzinfo is not None
+
+
+def test_columns_may_come_in_any_order(engine, config, tmp_path):
+    path = write_csv(tmp_path, "locale,region,phone,email,name,services,external_id",
+                     "en,66,,a@example.org,Anna,edo,ACC-7")  # fmt: skip
+    import_csv(engine, config, path)
+    [s] = all_subscribers(engine)
+    assert (s.external_id, s.region, s.locale, s.services) == ("ACC-7", "66", "en", ";edo;")
+
+
+def test_bom_and_crlf_are_accepted(engine, config, tmp_path):
+    path = write_csv(tmp_path, HEADER, GOOD_1, GOOD_2, newline="\r\n", bom=True)
+    report = import_csv(engine, config, path)
+    assert (report.inserted, report.rejected) == (2, 0)
+    assert by_external_id(engine)["ACC-2"].locale == "en"
+
+
+def test_import_accepts_an_open_text_file(engine, config):
+    report = import_csv(engine, config, io.StringIO(f"{HEADER}\n{GOOD_1}\n"))
+    assert report.inserted == 1
+
+
+def test_small_batches_import_everything_in_several_transactions(engine, config, tmp_path):
+    lines = [f"ACC-{n},Name {n},u{n}@example.org,,77,edo,ru" for n in range(23)]
+    progress: list[int] = []
+    report = import_csv(engine, config, write_csv(tmp_path, HEADER, *lines), batch_size=5,
+                        on_progress=lambda r: progress.append(r.rows))  # fmt: skip
+    assert report.inserted == 23 and len(all_subscribers(engine)) == 23
+    assert progress[:5] == [5, 10, 15, 20, 23]
+
+
+def test_parallel_validation_gives_the_same_result(engine, config, tmp_path):
+    lines = [f"ACC-{n},Name {n},u{n}@example.org,,77,edo,ru" for n in range(30)]
+    lines[17] = "ACC-17,Name,not-an-email,,77,edo,ru"
+    report = import_csv(engine, config, write_csv(tmp_path, HEADER, *lines), batch_size=4, workers=2)
+    assert (report.inserted, report.rejected) == (29, 1)
+    assert report.rejections[0].line == 19
+
+
+# Every validation rule: a bad row between good ones ------------------------------------------
+
+BAD_ROWS = [
+    ("ACC-9,Bad,not-an-email,,77,edo,ru", "e-mail 'not-an-email' is not valid"),
+    ("ACC-9,Bad,bad@@example.org,,77,edo,ru", "e-mail 'bad@@example.org' is not valid"),
+    ("ACC-9,Bad,,12345,77,edo,ru", "phone '12345' is not a valid number"),
+    ("ACC-9,Bad,,not a phone,77,edo,ru", "phone 'not a phone' is not a phone number"),
+    ("ACC-9,Bad,,,77,edo,ru", "needs an e-mail or a phone"),
+    ("ACC-9,Bad,b@example.org,,99,edo,ru", "unknown region '99'"),
+    ("ACC-9,Bad,b@example.org,,,edo,ru", "region is empty"),
+    ("ACC-9,Bad,b@example.org,,77,edo;cooking,ru", "unknown service 'cooking'"),
+    ("ACC-9,Bad,b@example.org,,77,edo,de", "locale must be one of ru, en, not 'de'"),
+    ("ACC-9,Bad\x07Bell,b@example.org,,77,edo,ru", "name contains a control character"),
+    ("ACC-9\t,Bad,b@example.org,,77,edo,ru", "external_id contains a control character"),
+    ('ACC-9,"Two\nlines",b@example.org,,77,edo,ru', "name contains a control character"),
+    ("ACC-9," + "N" * 201 + ",b@example.org,,77,edo,ru", "name is longer than 200 characters"),
+    ("ACC-" + "9" * 100 + ",Bad,b@example.org,,77,edo,ru", "external_id is longer than 100 characters"),
+    ("ACC-9,Bad,b@example.org,,77,edo", "expected 7 fields, found 6"),
+    ("ACC-9,Bad,b@example.org,,77,edo,ru,extra", "expected 7 fields, found 8"),
+]
+
+
+@pytest.mark.parametrize(("bad_row", "reason"), BAD_ROWS, ids=[reason for _, reason in BAD_ROWS])
+def test_bad_row_is_rejected_with_its_line_and_reason_and_good_ones_imported(
+    engine, config, tmp_path, bad_row, reason
+):
+    path = write_csv(tmp_path, HEADER, GOOD_1, bad_row, GOOD_2)
+    errors = io.StringIO()
+    report = import_csv(engine, config, path, errors_writer=errors)
+    assert (report.inserted, report.rejected) == (2, 1)
+    assert sorted(by_external_id(engine)) == ["ACC-1", "ACC-2"]
+    [rejection] = report.rejections
+    assert rejection.line == 3
+    assert reason in rejection.reason
+    written = errors.getvalue().splitlines()
+    assert written[0] == HEADER + ",line,reason"
+    assert len(written) >= 2 and reason.splitlines()[0][:10] in errors.getvalue()
+
+
+def test_line_numbers_count_physical_lines_after_a_multiline_field(engine, config, tmp_path):
+    path = write_csv(
+        tmp_path, HEADER, 'ACC-5,"Multi\nline",m@example.org,,77,edo,ru', GOOD_1, "ACC-6,X,,,77,edo,ru"
+    )
+    report = import_csv(engine, config, path)
+    assert [(r.line, r.reason[:4]) for r in report.rejections] == [(2, "name"), (5, "need")]
+
+
+def test_errors_writer_gets_original_columns_line_and_reason(engine, config, tmp_path):
+    path = write_csv(tmp_path, HEADER, GOOD_1, "ACC-9,Плохой,,,77,edo,ru", "ACC-10,Short,x@example.org")
+    errors = io.StringIO()
+    import_csv(engine, config, path, errors_writer=errors)
+    assert errors.getvalue().splitlines() == [
+        "external_id,name,email,phone,region,services,locale,line,reason",
+        "ACC-9,Плохой,,,77,edo,ru,3,needs an e-mail or a phone (both are empty)",
+        'ACC-10,Short,x@example.org,,,,,4,"expected 7 fields, found 3"',
+    ]
+
+
+def test_only_the_first_rejections_are_kept_in_the_report(engine, config, tmp_path):
+    lines = [f"ACC-{n},X,,,77,edo,ru" for n in range(30)]
+    report = import_csv(engine, config, write_csv(tmp_path, HEADER, *lines))
+    assert report.rejected == 30 and len(report.rejections) == 20
+
+
+# Whole-file problems -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("external_id,name,email,phone,region,services", "missing column locale"),
+        ("external_id,name,email,phone,region,services,locale,age", "unknown column 'age'"),
+        ("external_id,name,mail,phone,region,services,locale", "missing column email; unknown column 'mail'"),
+        ("external_id,name,email,email,phone,region,services,locale", "repeated column email"),
+    ],
+)
+def test_bad_header_is_refused_before_anything_is_imported(engine, config, tmp_path, header, expected):
+    path = write_csv(tmp_path, header, GOOD_1)
+    with pytest.raises(UsageError, match="bad header") as error:
+        import_csv(engine, config, path)
+    assert expected in str(error.value) and "\n" not in str(error.value)
+    assert all_subscribers(engine) == []
+
+
+def test_missing_and_empty_files_are_one_line_errors(engine, config, tmp_path):
+    with pytest.raises(UsageError, match="no such file"):
+        import_csv(engine, config, tmp_path / "nope.csv")
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with pytest.raises(UsageError, match="the file is empty"):
+        import_csv(engine, config, tmp_path / "empty.csv")
+
+
+def test_rows_that_are_not_utf8_are_rejected_with_their_line(engine, config, tmp_path):
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(f"{HEADER}\n{GOOD_2}\n".encode() + GOOD_1.encode("cp1251") + b"\n")
+    errors = io.StringIO()
+    report = import_csv(engine, config, path, errors_writer=errors)
+    assert (report.inserted, report.rejected) == (1, 1)
+    assert (report.rejections[0].line, report.rejections[0].reason) == (
+        3,
+        "not UTF-8 text (save the file as UTF-8)",
+    )
+    assert "ACC-1,\ufffd" in errors.getvalue()
+
+
+# Re-import: upsert, never duplicate ------------------------------------------------------------
+
+
+def test_reimporting_the_same_file_changes_nothing(engine, config, tmp_path):
+    path = write_csv(tmp_path, HEADER, GOOD_1, GOOD_2, "ACC-3,No mail,,+79123456703,50,,")
+    first = import_csv(engine, config, path)
+    before = [(s.id, s.updated_at) for s in all_subscribers(engine)]
+    second = import_csv(engine, config, path)
+    assert (first.inserted, first.updated, first.unchanged) == (3, 0, 0)
+    assert (second.inserted, second.updated, second.unchanged) == (0, 0, 3)
+    assert [(s.id, s.updated_at) for s in all_subscribers(engine)] == before
+
+
+def test_changed_field_is_updated_in_place(engine, config, tmp_path):
+    import_csv(engine, config, write_csv(tmp_path, HEADER, GOOD_1, GOOD_2))
+    old = by_external_id(engine)["ACC-1"]
+    moved = "ACC-1,Иванов Иван,new@example.org,+79123456701,66,edo,en"
+    report = import_csv(engine, config, write_csv(tmp_path, HEADER, moved, GOOD_2, name="v2.csv"))
+    assert (report.inserted, report.updated, report.unchanged) == (0, 1, 1)
+    new = by_external_id(engine)["ACC-1"]
+    assert new.id == old.id and len(all_subscribers(engine)) == 2
+    assert (new.email, new.region, new.services, new.locale) == ("new@example.org", "66", ";edo;", "en")
+    assert new.updated_at > old.updated_at and new.created_at == old.created_at
+
+
+def test_rows_without_external_id_are_matched_by_email_case_insensitively(engine, config, tmp_path):
+    import_csv(engine, config, write_csv(tmp_path, HEADER, ",Anna,Anna@Example.org,,77,edo,ru"))
+    report = import_csv(
+        engine, config, write_csv(tmp_path, HEADER, ",Anna K,ANNA@example.ORG,,78,edo,ru", name="2.csv")
+    )
+    assert (report.inserted, report.updated) == (0, 1)
+    [s] = all_subscribers(engine)
+    assert (s.name, s.region, s.email_key) == ("Anna K", "78", "anna@example.org")
+
+
+def test_rows_with_neither_external_id_nor_email_are_matched_by_phone(engine, config, tmp_path):
+    import_csv(engine, config, write_csv(tmp_path, HEADER, ",Boris,,8 912 345 67 01,77,edo,ru"))
+    report = import_csv(
+        engine, config, write_csv(tmp_path, HEADER, ",Boris,,+7 912 3456701,77,edo,ru", name="2.csv")
+    )
+    assert (report.inserted, report.unchanged) == (0, 1)
+    assert len(all_subscribers(engine)) == 1
+
+
+def test_reimport_does_not_reactivate_unsubscribed_or_bounced(engine, config, tmp_path, make_subscriber):
+    make_subscriber(external_id="ACC-1", status="unsubscribed")
+    make_subscriber(external_id="ACC-2", status="bounced")
+    report = import_csv(engine, config, write_csv(tmp_path, HEADER, GOOD_1, GOOD_2))
+    assert report.updated == 2
+    found = by_external_id(engine)
+    assert (found["ACC-1"].status, found["ACC-2"].status) == ("unsubscribed", "bounced")
+    assert found["ACC-1"].email == "ivanov@example.org"
+
+
+def test_duplicate_key_in_one_file_last_row_wins(engine, config, tmp_path):
+    path = write_csv(tmp_path, HEADER, GOOD_1, "ACC-1,Later,later@example.org,,50,edo,ru", GOOD_2)
+    report = import_csv(engine, config, path)
+    assert (report.inserted, report.superseded) == (2, 1)
+    assert by_external_id(engine)["ACC-1"].name == "Later"
+
+
+def test_duplicate_key_across_batches_last_row_wins(engine, config, tmp_path):
+    path = write_csv(tmp_path, HEADER, GOOD_1, GOOD_2, "ACC-1,Later,later@example.org,,50,edo,ru")
+    report = import_csv(engine, config, path, batch_size=2)
+    assert (report.inserted, report.updated) == (2, 1)
+    assert len(all_subscribers(engine)) == 2 and by_external_id(engine)["ACC-1"].name == "Later"
+
+
+def test_fast_email_path_agrees_with_email_validator():
+    for address in [
+        "A.B@EXAMPLE.org",
+        "x+tag@sub.example.co.uk",
+        "o'neil@example.org",
+        "u@xn--d1acufc.xn--p1ai",
+        "a" * 65 + "@example.org",
+    ]:
+        assert (
+            subscribers.normalise_email(address)
+            == validate_email(address, check_deliverability=False).normalized
+        )
+    for address in [
+        "a..b@example.org",
+        "x@localhost",
+        "x@ex_ample.org",
+        "x@-ex.org",
+        "x@123.45",
+    ]:
+        with pytest.raises(subscribers.RowError):
+            subscribers.normalise_email(address)
+
+
+# add, list, count, unsubscribe -------------------------------------------------------------------
+
+
+def test_add_subscriber_validates_and_refuses_duplicates(engine, config):
+    with write_session(engine) as session:
+        s = subscribers.add_subscriber(session, config, external_id="ACC-5", name="Олег", email="OLEG@example.org",
+                                       phone="8 912 345-67-05", region="54", services=["edo"])  # fmt: skip
+    assert (s.email_key, s.phone, s.services, s.status) == (
+        "oleg@example.org",
+        "+79123456705",
+        ";edo;",
+        "active",
+    )
+    with (
+        pytest.raises(UsageError, match="account number 'ACC-5' already exists"),
+        write_session(engine) as session,
+    ):
+        subscribers.add_subscriber(session, config, external_id="ACC-5", email="x@example.org", region="54")
+    with pytest.raises(UsageError, match="unknown region '00'"), write_session(engine) as session:
+        subscribers.add_subscriber(session, config, email="y@example.org", region="00")
+    assert len(all_subscribers(engine)) == 1
+
+
+def test_list_filters_by_region_service_and_status(engine, make_subscriber):
+    make_subscriber(external_id="A", region="77", services=["edo"])
+    make_subscriber(external_id="B", region="66", services=["tax-reporting"])
+    make_subscriber(external_id="C", region="66", services=["edo", "tax-reporting"], status="unsubscribed")
+    with read_session(engine) as session:
+
+        def ids(**kw: Any) -> list[str | None]:
+            return [s.external_id for s in subscribers.list_subscribers(session, **kw)]
+
+        assert ids() == ["A", "B", "C"]
+        assert ids(region="66") == ["B", "C"]
+        assert ids(service="edo") == ["A", "C"]
+        assert ids(status="unsubscribed") == ["C"]
+        assert ids(limit=1, offset=1) == ["B"]
+
+
+def test_count_by_regions_and_services_counts_active_only_by_default(engine, make_subscriber):
+    make_subscriber(region="77", services=["tax-reporting"])
+    make_subscriber(region="77", services=["edo"])
+    make_subscriber(region="66", services=["tax-reporting", "edo"])
+    make_subscriber(region="66", services=["tax-reporting"], status="unsubscribed")
+    make_subscriber(region="54", services=["statistics"])
+    with read_session(engine) as session:
+        count = subscribers.count_subscribers
+        assert count(session) == 4
+        assert count(session, regions=["77", "66"]) == 3
+        assert count(session, services=["tax-reporting"]) == 2
+        assert count(session, regions=["66"], services=["tax-reporting"]) == 1
+        assert count(session, regions=["66"], status=None) == 2
+        assert count(session, services=["tax"]) == 0  # whole codes only
+
+
+def test_unsubscribe_is_idempotent_and_keeps_bounced(engine, config, make_subscriber):
+    make_subscriber(external_id="ACC-1", email="a@example.org")
+    make_subscriber(external_id="ACC-2", status="bounced")
+    with write_session(engine) as session:
+        assert subscribers.unsubscribe(session, "A@EXAMPLE.ORG", config=config).status == "unsubscribed"
+    with write_session(engine) as session:
+        assert subscribers.unsubscribe(session, "ACC-1").status == "unsubscribed"
+        assert subscribers.unsubscribe(session, "ACC-2").status == "bounced"
+    with pytest.raises(SubscriberNotFound), write_session(engine) as session:
+        subscribers.unsubscribe(session, "ACC-404")
+
+
+# find -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def people(make_subscriber):
+    make_subscriber(
+        external_id="ACC-100", name="Иванова Мария Петровна", email="Maria@Example.org", phone="+79123456789"
+    )
+    make_subscriber(
+        external_id="ACC-200", name="Петров Иван", email="petrov@example.org", phone="+79001112233"
+    )
+    make_subscriber(external_id="ACC-300", name="John Smith", email="john@example.org", phone="+442079460958")
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("ACC-200", ["ACC-200"]),
+        ("maria@example.ORG", ["ACC-100"]),
+        ("8 (912) 345-67-89", ["ACC-100"]),
+        ("+7 912 3456789", ["ACC-100"]),
+        ("89123456789", ["ACC-100"]),
+        ("9123456789", ["ACC-100"]),
+        ("+44 20 7946 0958", ["ACC-300"]),
+        ("МАРИЯ", ["ACC-100"]),
+        ("петров", ["ACC-100", "ACC-200"]),  # Петровна and Петров
+        ("smith", ["ACC-300"]),
+        ("nobody", []),
+        ("100%", []),
+    ],
+)
+def test_find_by_any_kind_of_key(engine, config, people, query, expected):
+    with read_session(engine) as session:
+        assert [s.external_id for s in subscribers.find(session, config, query)] == expected
+
+
+def test_get_one_raises_for_nothing_and_for_ambiguous(engine, config, people):
+    with read_session(engine) as session:
+        assert subscribers.get_one(session, config, "8 900 111-22-33").external_id == "ACC-200"
+        with pytest.raises(SubscriberNotFound, match="'ACC-999'"):
+            subscribers.get_one(session, config, "ACC-999")
+        with pytest.raises(subscribers.AmbiguousSubscriber, match="matches 2 subscribers"):
+            subscribers.get_one(session, config, "петров")
+        with pytest.raises(UsageError):
+            subscribers.find(session, config, "   ")
+
+
+def test_report_counts_add_up(engine, config, tmp_path):
+    report: ImportReport = import_csv(engine, config, write_csv(tmp_path, HEADER, GOOD_1, "x,y", GOOD_2))
+    assert report.rows == report.imported + report.rejected + report.superseded == 3
