@@ -1,0 +1,510 @@
+"""Rendering notifications from the templates support staff edit: text in, text out.
+
+Owns the Jinja2 environment (sandboxed, strict, autoescape for ``.html`` only), the context
+templates see, local dates, times and durations in the reader's region (Babel), and checking
+that every template renders. It does not build MIME, queue or send anything.
+
+A ``Renderer`` compiles each template once and caches everything that depends only on the
+incident, update, region and language; per message it adds just the reader's name, services
+and unsubscribe link, so a mailing of tens of thousands costs tens of microseconds a message.
+The context templates see is documented in ``templates/README.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_time, get_timezone_location
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound, TemplateSyntaxError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup, escape
+
+from notifier.config import LOCALES, Config
+from notifier.errors import TemplateProblem, UsageError
+from notifier.models import Incident, Subscriber, Update, utcnow
+
+KINDS: tuple[str, ...] = ("status", "apology", "hotline")
+_FOLDERS = {"status": "email/status", "apology": "email/apology", "hotline": "hotline"}
+_PARTS = {"status": ("subject.txt", "body.txt", "body.html"), "apology": ("subject.txt", "body.txt", "body.html"),
+          "hotline": ("subject.txt", "body.txt")}  # fmt: skip
+_HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+
+# Wording --------------------------------------------------------------------------------
+
+_STATUS_LABELS = {
+    "ru": {"investigating": "Выясняем причину", "identified": "Причина найдена, устраняем",
+           "monitoring": "Работа восстановлена, следим за стабильностью", "resolved": "Сбой устранён"},
+    "en": {"investigating": "Investigating", "identified": "Cause identified, fixing",
+           "monitoring": "Service restored, monitoring", "resolved": "Resolved"},
+}  # fmt: skip
+_SEVERITY_LABELS = {
+    "ru": {"minor": "незначительный", "major": "серьёзный", "critical": "критический"},
+    "en": {"minor": "minor", "major": "major", "critical": "critical"},
+}
+_DEFAULT_MESSAGE = {
+    "ru": "Мы уже разбираемся в причинах и сообщим, как только появятся новости.",
+    "en": "We are already looking into it and will let you know as soon as we know more.",
+}
+# Russian zones (and a few neighbours): the city's name in the genitive, and in English.
+_ZONE_CITIES = {
+    "Europe/Kaliningrad": ("Калининграда", "Kaliningrad"), "Europe/Samara": ("Самары", "Samara"),
+    "Europe/Volgograd": ("Волгограда", "Volgograd"), "Europe/Saratov": ("Саратова", "Saratov"),
+    "Europe/Ulyanovsk": ("Ульяновска", "Ulyanovsk"), "Europe/Astrakhan": ("Астрахани", "Astrakhan"),
+    "Europe/Kirov": ("Кирова", "Kirov"), "Europe/Simferopol": ("Симферополя", "Simferopol"),
+    "Asia/Yekaterinburg": ("Екатеринбурга", "Yekaterinburg"), "Asia/Omsk": ("Омска", "Omsk"),
+    "Asia/Novosibirsk": ("Новосибирска", "Novosibirsk"), "Asia/Barnaul": ("Барнаула", "Barnaul"),
+    "Asia/Tomsk": ("Томска", "Tomsk"), "Asia/Novokuznetsk": ("Новокузнецка", "Novokuznetsk"),
+    "Asia/Krasnoyarsk": ("Красноярска", "Krasnoyarsk"), "Asia/Irkutsk": ("Иркутска", "Irkutsk"),
+    "Asia/Chita": ("Читы", "Chita"), "Asia/Yakutsk": ("Якутска", "Yakutsk"),
+    "Asia/Vladivostok": ("Владивостока", "Vladivostok"), "Asia/Sakhalin": ("Сахалина", "Sakhalin"),
+    "Asia/Magadan": ("Магадана", "Magadan"), "Asia/Srednekolymsk": ("Среднеколымска", "Srednekolymsk"),
+    "Asia/Kamchatka": ("Камчатки", "Kamchatka"), "Asia/Anadyr": ("Анадыря", "Anadyr"),
+    "Europe/Minsk": ("Минска", "Minsk"), "Asia/Almaty": ("Алматы", "Almaty"),
+    "Europe/Berlin": ("Берлина", "Berlin"), "Europe/London": ("Лондона", "London"),
+    "America/New_York": ("Нью-Йорка", "New York"),
+}  # fmt: skip
+
+
+def ru_plural(n: int, one: str, few: str, many: str) -> str:
+    """The Russian form for ``n``: 1 день, 3 дня, 14 дней, 21 день, 111 дней."""
+    n = abs(n)
+    if n % 10 == 1 and n % 100 != 11:
+        return one
+    if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
+        return few
+    return many
+
+
+def compensation_text(days: int | None, locale: str) -> str:
+    """``14 дней бесплатного обслуживания`` / ``14 days of free service``; "" for none."""
+    if not days:
+        return ""
+    if locale == "ru":
+        return f"{days} {ru_plural(days, 'день', 'дня', 'дней')} бесплатного обслуживания"
+    return f"{days} day{'s' if days != 1 else ''} of free service"
+
+
+def format_duration(delta: timedelta, locale: str) -> str:
+    """``5 ч 7 мин`` / ``5 h 7 min`` (whole minutes; no zero parts; days above 24 h)."""
+    minutes = max(0, round(delta.total_seconds() / 60))
+    if minutes == 0:
+        return "меньше минуты" if locale == "ru" else "less than a minute"
+    days, rest = divmod(minutes, 1440)
+    units = ("дн.", "ч", "мин") if locale == "ru" else ("d", "h", "min")
+    return " ".join(f"{n} {unit}" for n, unit in zip((days, *divmod(rest, 60)), units, strict=True) if n)
+
+
+def zone_label(timezone: str, locale: str) -> str:
+    """``по времени Екатеринбурга`` / ``Yekaterinburg time``."""
+    if timezone == "Europe/Moscow":
+        return "по московскому времени" if locale == "ru" else "Moscow time"
+    if timezone in {"UTC", "Etc/UTC"}:
+        return "по UTC" if locale == "ru" else "UTC"
+    if timezone in _ZONE_CITIES:
+        ru, en = _ZONE_CITIES[timezone]
+        return f"по времени {ru}" if locale == "ru" else f"{en} time"
+    try:
+        city = get_timezone_location(ZoneInfo(timezone), locale=locale, return_city=True)
+    except Exception:  # an exotic zone Babel does not know: its id is still exact
+        city = timezone
+    return f"по местному времени ({city})" if locale == "ru" else f"{city} time"
+
+
+def _babel(text: str) -> str:
+    return text.replace("\u202f", "\u00a0")  # narrow no-break space: missing from many mail fonts
+
+
+def _moment(at: datetime, zone: ZoneInfo, label: str, locale: str) -> dict[str, str]:
+    local = at.astimezone(zone)
+    date = _babel(format_date(local.date(), "long", locale=locale))
+    day = _babel(format_date(local.date(), "d MMMM" if locale == "ru" else "MMMM d", locale=locale))
+    time = format_time(local, "HH:mm", tzinfo=zone, locale=locale)
+    return {
+        "date": date,
+        "day": day,
+        "time": time,
+        "text": f"{date}, {time} {label}",
+        "iso": local.isoformat(),
+    }
+
+
+def _period(start: dict[str, str], end: dict[str, str], label: str, duration: str, locale: str) -> str:
+    """``23 ноября 2026 г. с 10:05 до 15:12 по времени Екатеринбурга (5 ч 7 мин)``, both dates over midnight."""
+    same_day = start["date"] == end["date"]
+    same_year = start["iso"][:4] == end["iso"][:4]
+    if locale == "ru":
+        if same_day:
+            return f"{start['date']} с {start['time']} до {end['time']} {label} ({duration})"
+        first = start["day"] if same_year else start["date"]
+        return f"с {start['time']} {first} до {end['time']} {end['date']} {label} ({duration})"
+    if same_day:
+        return f"on {start['date']}, from {start['time']} to {end['time']} {label} ({duration})"
+    first = start["day"] if same_year else start["date"] + ","
+    return f"from {start['time']} on {first} to {end['time']} on {end['date']}, {label} ({duration})"
+
+
+def _join(names: list[str], locale: str) -> str:
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + (" и " if locale == "ru" else " and ") + names[-1]
+
+
+def _services_phrase(names: list[str], locale: str) -> str:
+    """``сервис «X»`` / ``сервисы «X» и «Y»`` / ``все наши сервисы``; ``the X service`` …"""
+    if locale == "ru":
+        if not names:
+            return "все наши сервисы"
+        quoted = _join([f"«{name}»" for name in names], locale)
+        return ("сервис " if len(names) == 1 else "сервисы ") + quoted
+    if not names:
+        return "all our services"
+    return f"the {_join(names, locale)} service" + ("s" if len(names) > 1 else "")
+
+
+def nl2br(value: Any) -> Markup:
+    """Escape, then keep line breaks: for multi-line causes and measures in HTML."""
+    return Markup("<br>\n").join(escape(str(value)).splitlines())
+
+
+# The renderer ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str  # one line, stripped; any CR/LF/control char collapsed to a space
+    text: str
+    html: str | None  # None for hotline
+
+
+@dataclass(frozen=True)
+class TemplateIssue:
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
+
+
+class _Failed(Exception):
+    """A template that does not load, compile or render; carries its TemplateIssue."""
+
+    def __init__(self, issue: TemplateIssue) -> None:
+        super().__init__(str(issue))
+        self.issue = issue
+
+
+def _incident_key(incident: Incident) -> tuple[Any, ...]:
+    return (incident.id, incident.updated_at, incident.title, incident.severity, incident.status,
+            tuple(incident.regions), tuple(incident.services), incident.started_at, incident.resolved_at,
+            incident.cause, incident.measures, incident.compensation_days)  # fmt: skip
+
+
+class Renderer:
+    """Templates of one ``templates_dir``, compiled once; render at send time, check before."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.directory = config.templates_dir
+        self.env = ImmutableSandboxedEnvironment(
+            loader=FileSystemLoader(str(self.directory), encoding="utf-8"),
+            undefined=StrictUndefined,
+            autoescape=lambda name: bool(name and name.endswith(".html")),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            auto_reload=False,
+        )
+        self.env.filters["nl2br"] = nl2br
+        self.env.filters["ru_plural"] = ru_plural
+        self._templates: dict[str, Template] = {}
+        self._shared: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._readers: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    # Loading ----------------------------------------------------------------------------
+
+    def _display(self, name: str) -> str:
+        path = self.directory / name
+        try:
+            return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
+        except ValueError:
+            return str(path)
+
+    def _template(self, name: str) -> Template:
+        template = self._templates.get(name)
+        if template is None:
+            try:
+                template = self.env.get_template(name)
+            except TemplateSyntaxError as exc:
+                raise _Failed(
+                    TemplateIssue(self._display(name), exc.lineno, exc.message or "syntax error")
+                ) from None
+            except TemplateNotFound:
+                raise _Failed(TemplateIssue(self._display(name), None, "missing template file")) from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise _Failed(TemplateIssue(self._display(name), None, f"cannot read: {exc}")) from None
+            self._templates[name] = template
+        return template
+
+    def _run(self, name: str, context: dict[str, Any]) -> str:
+        template = self._template(name)
+        try:
+            return template.render(context)
+        except Exception as exc:  # whatever a staff-edited template does wrong, report where
+            line = None
+            for frame, lineno in traceback.walk_tb(exc.__traceback__):
+                if frame.f_code.co_filename == template.filename:
+                    line = lineno
+            message = str(exc) or type(exc).__name__
+            raise _Failed(TemplateIssue(self._display(name), line, message)) from None
+
+    # Context ----------------------------------------------------------------------------
+
+    def _region(self, code: str | None, incident: Incident) -> str:
+        for candidate in (code, *incident.regions):
+            if candidate in self.config.regions:
+                return candidate
+        return next(iter(self.config.regions))
+
+    def _shared_context(
+        self, incident: Incident, update: Update | None, region: str, locale: str, now: datetime | None
+    ) -> dict[str, Any]:
+        # An open incident's duration grows with `now`: it keys the cache by the minute.
+        minute = (now or utcnow()).replace(second=0, microsecond=0) if incident.resolved_at is None else None
+        update_key = (
+            (update.id, update.kind, update.status, update.message, update.created_at) if update else None
+        )
+        key = (_incident_key(incident), update_key, region, locale, minute)
+        shared = self._shared.get(key)
+        if shared is None:
+            if len(self._shared) >= 1024:
+                self._shared.clear()
+                self._readers.clear()  # they are keyed by id() of a shared context
+            shared = self._shared[key] = self._build_shared(incident, update, region, locale, minute)
+        return shared
+
+    def _build_shared(
+        self, incident: Incident, update: Update | None, region: str, locale: str, now: datetime | None
+    ) -> dict[str, Any]:
+        cfg = self.config
+        area = cfg.regions[region]
+        zone, label = area.zone, zone_label(area.timezone, locale)
+        started_at = incident.started_at.replace(second=0, microsecond=0)
+        started = _moment(started_at, zone, label, locale)
+        resolved = period = None
+        if incident.resolved_at is not None:
+            resolved_at = incident.resolved_at.replace(second=0, microsecond=0)
+            resolved = _moment(resolved_at, zone, label, locale)
+            duration = format_duration(resolved_at - started_at, locale)
+            period = _period(started, resolved, label, duration, locale)
+        else:
+            duration = format_duration((now or utcnow()) - started_at, locale)
+        region_names = [cfg.regions[c].name.get(locale) if c in cfg.regions else c for c in incident.regions]
+        service_names = [
+            cfg.services[c].name.get(locale) if c in cfg.services else c for c in incident.services
+        ]
+        statuses = _STATUS_LABELS[locale]
+        update_status = update.status if update else incident.status
+        return {
+            "locale": locale,
+            "company": cfg.notifier.company.get(locale),
+            "hotline_phone": cfg.notifier.hotline_phone,
+            "support_email": cfg.notifier.support_email,
+            "status_page_url": cfg.notifier.public_base_url + "/",
+            "status_label": statuses.get(incident.status, incident.status),
+            "incident": {
+                "ref": incident.ref, "title": incident.title, "severity": incident.severity,
+                "severity_label": _SEVERITY_LABELS[locale].get(incident.severity, incident.severity),
+                "status": incident.status,
+                "regions": region_names, "regions_text": ", ".join(region_names),
+                "services": service_names, "services_phrase": _services_phrase(service_names, locale),
+                "cause": incident.cause, "measures": incident.measures,
+                "started": started, "resolved": resolved, "duration": duration, "period": period,
+                "compensation_days": incident.compensation_days,
+                "compensation": compensation_text(incident.compensation_days, locale),
+            },
+            "update": {
+                "message": (update.message if update else "") or _DEFAULT_MESSAGE[locale],
+                "status": update_status, "status_label": statuses.get(update_status, update_status),
+                "first": update is None or update.kind == "declared",
+                "time": _moment(update.created_at if update else incident.declared_at, zone, label, locale),
+            },
+            "_region": {"region": region, "region_name": area.name.get(locale), "zone_label": label},
+        }  # fmt: skip
+
+    def _reader(
+        self, shared: dict[str, Any], incident: Incident, subscriber: Subscriber | None
+    ) -> dict[str, Any]:
+        """The part that depends on the subscriber's services (cached: few distinct sets)."""
+        services = subscriber.services if subscriber else ""
+        key = (id(shared), services)
+        reader = self._readers.get(key)
+        if reader is None:
+            if len(self._readers) >= 4096:
+                self._readers.clear()
+            locale, names = shared["locale"], shared["incident"]["services"]
+            own = [c for c in (subscriber.service_list if subscriber else []) if c in self.config.services]
+            hit = [c for c in own if c in incident.services] if incident.services else own
+            if hit:
+                names = [self.config.services[c].name.get(locale) for c in hit]
+            reader = {
+                **shared["_region"],
+                "services": names,
+                "services_phrase": _services_phrase(names, locale),
+            }
+            self._readers[key] = reader
+        return reader
+
+    # Rendering --------------------------------------------------------------------------
+
+    def context(
+        self, kind: str, *, incident: Incident, locale: str, region: str | None = None,
+        subscriber: Subscriber | None = None, update: Update | None = None, unsubscribe_url: str = "",
+        now: datetime | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """The variables a template of ``kind`` sees (documented in templates/README.md)."""
+        if kind not in KINDS:
+            raise UsageError(f"unknown kind {kind!r} (one of {', '.join(KINDS)})")
+        if kind == "apology" and incident.resolved_at is None:
+            raise UsageError(f"{incident.ref} is not resolved yet: its apology is written after resolution")
+        if locale not in LOCALES:
+            locale = self.config.notifier.default_locale
+        code = self._region(region or (subscriber.region if subscriber else None), incident)
+        shared = self._shared_context(incident, update, code, locale, now)
+        reader = {**self._reader(shared, incident, subscriber), "name": subscriber.name if subscriber else ""}
+        return {**shared, "reader": reader, "unsubscribe_url": unsubscribe_url}
+
+    def render(
+        self, kind: str, *, incident: Incident, locale: str, region: str | None = None,
+        subscriber: Subscriber | None = None, update: Update | None = None, unsubscribe_url: str = "",
+        now: datetime | None = None,
+    ) -> Rendered:  # fmt: skip
+        """Subject, text and HTML (None for hotline) for one reader; TemplateProblem names file:line."""
+        ctx = self.context(kind, incident=incident, locale=locale, region=region, subscriber=subscriber,
+                           update=update, unsubscribe_url=unsubscribe_url, now=now)  # fmt: skip
+        folder = f"{_FOLDERS[kind]}/{ctx['locale']}/"
+        try:
+            subject = " ".join(_HEADER_BREAKERS.sub(" ", self._run(folder + "subject.txt", ctx)).split())
+            text = _tidy(self._run(folder + "body.txt", ctx))
+            html = self._run(folder + "body.html", ctx) if "body.html" in _PARTS[kind] else None
+        except _Failed as failed:
+            raise TemplateProblem(str(failed.issue)) from None
+        return Rendered(subject=subject, text=text, html=html)
+
+    def check(self, kinds: Iterable[str] = KINDS) -> list[TemplateIssue]:
+        """Compile every template of ``kinds`` and render it in every language with sample data."""
+        issues: list[TemplateIssue] = []
+        for kind in kinds:
+            for locale in LOCALES:
+                folder = f"{_FOLDERS[kind]}/{locale}/"
+                for part in _PARTS[kind]:
+                    seen: set[str] = set()
+                    for ctx in self._samples(kind, locale):
+                        try:
+                            out = self._run(folder + part, ctx)
+                        except _Failed as failed:
+                            if str(failed.issue) not in seen:
+                                seen.add(str(failed.issue))
+                                issues.append(failed.issue)
+                            if failed.issue.line is None:
+                                break
+                            continue
+                        if part == "subject.txt" and not out.strip():
+                            issue = TemplateIssue(self._display(folder + part), 1, "renders an empty subject")
+                            if str(issue) not in seen:
+                                seen.add(str(issue))
+                                issues.append(issue)
+        return issues
+
+    def template_count(self, kinds: Iterable[str] = KINDS) -> int:
+        return sum(len(_PARTS[kind]) * len(LOCALES) for kind in kinds)
+
+    def ensure_ready(self, kinds: Iterable[str]) -> None:
+        """Raise TemplateProblem naming file:line if any template of ``kinds`` is broken."""
+        issues = self.check(kinds)
+        if issues:
+            more = f" (and {len(issues) - 1} more; see: notifier templates check)" if len(issues) > 1 else ""
+            raise TemplateProblem(f"{issues[0]}{more}")
+
+    def _samples(self, kind: str, locale: str) -> Iterable[dict[str, Any]]:
+        """Contexts covering the branches templates take: with and without each optional part."""
+        resolved = sample_incident(self.config)
+        bare = sample_incident(self.config, compensation_days=None, services=[], cause="", measures="")
+        open_ = sample_incident(self.config, resolved=False)
+        reader = sample_subscriber(self.config, locale=locale)
+        nameless = sample_subscriber(self.config, locale=locale, name="", services=[])
+        url = self.config.notifier.public_base_url + "/unsubscribe/sample-token"
+        if kind == "apology":
+            cases = [(resolved, reader, None), (bare, nameless, None)]
+        elif kind == "status":
+            cases = [(open_, reader, sample_update(open_)), (open_, nameless, None), (bare, reader, None)]
+        else:
+            cases = [(open_, None, sample_update(open_)), (open_, None, None), (resolved, None, None),
+                     (bare, None, None)]  # fmt: skip
+        for incident, subscriber, update in cases:
+            yield self.context(kind, incident=incident, locale=locale, subscriber=subscriber, update=update,
+                               unsubscribe_url=url if subscriber else "")  # fmt: skip
+
+
+def _tidy(text: str) -> str:
+    """No trailing spaces, at most one blank line in a row (left by optional blocks)."""
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
+
+
+# Sample data ----------------------------------------------------------------------------
+
+
+def sample_incident(config: Config, *, resolved: bool = True, **fields: Any) -> Incident:
+    """A realistic incident in the config's own regions and services, for check and preview."""
+    regions = [code for code in config.regions if config.regions[code].timezone == "Asia/Yekaterinburg"][:2]
+    regions = regions or list(config.regions)[:2]
+    started = datetime(2026, 11, 23, 5, 5, tzinfo=UTC)
+    values: dict[str, Any] = {
+        "id": 42, "title": "Не отправляются отчёты в ФНС", "severity": "major",
+        "status": "resolved" if resolved else "identified", "regions": regions,
+        "services": list(config.services)[:1], "started_at": started,
+        "declared_at": started + timedelta(minutes=12), "updated_at": started + timedelta(hours=5, minutes=8),
+        "resolved_at": started + timedelta(hours=5, minutes=7) if resolved else None,
+        "cause": ("Отказал основной сервер базы данных, а автоматическое переключение на резервный "
+                  "не сработало из-за ошибки в его настройке."),
+        "measures": ("Мы вручную переключили работу на резервный сервер и проверили, что все отчёты, "
+                     "отправленные во время сбоя, дошли до адресатов.\nОшибку в настройке исправили, "
+                     "а переключение теперь проверяем учениями каждый месяц."),
+        "compensation_days": 14 if resolved else None,
+    }  # fmt: skip
+    values.update(fields)
+    return Incident(**values)
+
+
+def sample_update(incident: Incident) -> Update:
+    return Update(
+        id=7, incident_id=incident.id or 0, kind="update", status=incident.status,
+        message="Причина найдена: отказал сервер базы данных. Переключаем работу на резервный, "
+        "ориентировочно до 16:00 по времени Екатеринбурга.",
+        created_at=incident.started_at + timedelta(hours=2, minutes=30),
+    )  # fmt: skip
+
+
+def sample_subscriber(
+    config: Config, *, region: str | None = None, locale: str = "ru", **fields: Any
+) -> Subscriber:
+    """A subscriber in ``region`` (default: the sample incident's first region)."""
+    region = region or sample_incident(config).regions[0]
+    values: dict[str, Any] = {
+        "id": 1, "external_id": "ACC-000123", "name": "Ирина Петрова" if locale == "ru" else "Irina Petrova",
+        "email": "irina.petrova@example.org", "phone": "+79120000123", "region": region, "locale": locale,
+        "services": ";" + ";".join(list(config.services)[:1]) + ";",
+    }  # fmt: skip
+    services = fields.pop("services", None)
+    if services is not None:
+        values["services"] = ";" + ";".join(services) + ";" if services else ""
+    values.update(fields)
+    return Subscriber(**values)
