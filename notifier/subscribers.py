@@ -190,9 +190,10 @@ class _CsvSource:
     """Opens a path (or takes an open text file) and yields (line number, fields)."""
 
     def __init__(self, path_or_file: str | os.PathLike[str] | IO[str]) -> None:
-        self.name = str(getattr(path_or_file, "name", path_or_file))
+        is_path = isinstance(path_or_file, str | os.PathLike)
+        self.name = str(path_or_file) if is_path else str(getattr(path_or_file, "name", "<CSV>"))
         self._raw: IO[bytes] | None = None
-        if isinstance(path_or_file, str | os.PathLike):
+        if is_path:
             try:
                 self._raw = open(path_or_file, "rb")  # noqa: SIM115  (closed in close())
                 self.total: int | None = os.fstat(self._raw.fileno()).st_size
