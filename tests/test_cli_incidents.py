@@ -50,3 +50,23 @@ def test_errors_are_one_line_with_nonzero_exit(cli) -> None:
 def test_missing_required_option_is_a_usage_error(cli) -> None:
     result = cli("incident", "declare", "--region", "66")
     assert result.exit_code == 2 and "--title" in result.stderr
+
+
+def test_declare_refuses_to_queue_while_a_template_is_broken(cli, config_path, make_subscriber, tmp_path) -> None:
+    import shutil
+
+    from notifier.config import load_config
+    from tests.conftest import REPO, write_config
+
+    make_subscriber(region="66")
+    broken = tmp_path / "tpl"
+    shutil.copytree(REPO / "templates", broken)
+    body = broken / "email" / "status" / "ru" / "body.txt"
+    body.write_text(body.read_text(encoding="utf-8") + "\n{{ no_such_variable }}\n", encoding="utf-8")
+    (tmp_path / "cfg").mkdir()
+    path = write_config(tmp_path / "cfg", load_config(config_path).notifier.database, notifier={"templates": str(broken)})
+
+    result = cli("incident", "declare", "--title", "Сбой", "--region", "66", config=path)
+    assert result.exit_code == 1
+    assert "email/status/ru/body.txt" in result.stderr and "no_such_variable" in result.stderr
+    assert cli("incident", "list", "--json", config=path).json()["incidents"] == []

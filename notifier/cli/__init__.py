@@ -52,7 +52,7 @@ def _root(
 
 
 def _register() -> None:
-    from notifier.cli import incidents, outbox, setup, subscribers  # noqa: F401  (they attach to `app`)
+    from notifier.cli import incidents, outbox, send, setup, subscribers, templates  # noqa: F401  (they attach)
 
 
 _register()

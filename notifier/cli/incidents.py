@@ -9,9 +9,11 @@ import typer
 from notifier import incidents
 from notifier.cli import app
 from notifier.cli.common import console, parse_time, print_json, state, thousands
+from notifier.config import Config
 from notifier.db import read_session, write_session
 from notifier.incidents import StepResult
 from notifier.models import Incident
+from notifier.rendering import Renderer
 
 incident_app = typer.Typer(
     help="Declare, update, widen, resolve and inspect incidents.", no_args_is_help=True
@@ -52,6 +54,13 @@ def _step_json(result: StepResult, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _templates_ready(config: Config, *kinds: str) -> None:
+    """Refuse to queue anything while a template this step needs is broken."""
+    needed = [k for k in kinds if k != "status" or config.mailing.send_status_notices]
+    if needed:
+        Renderer(config).ensure_ready(needed)
+
+
 def _queued_line(result: StepResult) -> str:
     parts = [
         f"{thousands(n)} {kind} message{'s' if n != 1 else ''}" for kind, n in (result.queued or {}).items()
@@ -81,6 +90,7 @@ def declare(
     --service tax-reporting --severity major --message "Ищем причину" --by ivanov
     """
     st = state(ctx)
+    _templates_ready(st.config, "status")
     with write_session(st.engine()) as session:
         result = incidents.declare(
             session, st.config, title=title, regions=region, services=service, severity=severity,
@@ -111,6 +121,7 @@ def update(
     Example: notifier incident update INC-1 --status identified --message "Отказал сервер БД, переключаем на резерв"
     """
     st = state(ctx)
+    _templates_ready(st.config, "status")
     with write_session(st.engine()) as session:
         result = incidents.post_update(session, st.config, incident_id, status=status, message=message, by=by)
     if as_json:
@@ -167,6 +178,7 @@ def resolve(
     --measures "Перевели базу на новый кластер с резервной копией" --by ivanov
     """
     st = state(ctx)
+    _templates_ready(st.config, "apology")
     with write_session(st.engine()) as session:
         result = incidents.resolve(
             session, st.config, incident_id, cause=cause, measures=measures, compensation_text=compensation,
@@ -202,6 +214,7 @@ def edit(
     Example: notifier incident edit INC-1 --cause "Отказ сервера БД" --measures "Новый кластер"
     """
     st = state(ctx)
+    _templates_ready(st.config, "apology")
     with write_session(st.engine()) as session:
         result = incidents.edit(
             session,
