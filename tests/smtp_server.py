@@ -1,0 +1,171 @@
+"""A real SMTP server (aiosmtpd on 127.0.0.1) whose replies a test scripts.
+
+    server = ScriptedSmtpServer(auth={"user": "secret"}).start()
+    server.on("RCPT", "bad@example.org", "550 5.1.1 No such user")
+    server.on("DATA", "*", "451 4.3.0 Try later", times=1)
+    server.on("DATA", "slow@example.org", delay=2.0)
+    server.on("DATA", "drop@example.org", drop=True)     # take the message, then hang up
+    ...
+    server.received      # [(mail_from, rcpt_tos, data), …] of accepted (or dropped-after) messages
+    server.connections   # connections accepted so far
+    server.stop()
+
+A rule matches a command ("MAIL", "RCPT" or "DATA") and an address: the sender for MAIL,
+the recipient for RCPT, any envelope recipient for DATA; "*" matches all. The first rule
+that matches and has uses left applies: an optional delay, then the reply, or a hang-up.
+With ``auth``, the server offers AUTH (without TLS) and answers 535 to a wrong password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from types import TracebackType
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from notifier.sink import SmtpServerThread
+
+
+@dataclass
+class Rule:
+    command: str
+    match: str
+    reply: str | None
+    delay: float
+    drop: bool
+    times: int | None
+
+    def applies(self, command: str, addresses: list[str]) -> bool:
+        if self.command != command or self.times == 0:
+            return False
+        return self.match == "*" or any(a.lower() == self.match.lower() for a in addresses)
+
+
+class _Handler:
+    def __init__(self, server: ScriptedSmtpServer) -> None:
+        self.server = server
+
+    async def _scripted(self, smtp: SMTP, command: str, addresses: list[str]) -> str | None:
+        rule = self.server._rule(command, addresses)
+        if rule is None:
+            return None
+        if rule.delay:
+            await asyncio.sleep(rule.delay)
+        if rule.drop:
+            if smtp.transport is not None:
+                smtp.transport.abort()
+            return "421 4.4.2 dropped (never seen by the client)"
+        return rule.reply
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        reply = await self._scripted(server, "MAIL", [address])
+        if reply is not None and not reply.startswith("2"):
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return reply or "250 2.1.0 Ok"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        reply = await self._scripted(server, "RCPT", [address])
+        if reply is not None and not reply.startswith("2"):
+            return reply
+        envelope.rcpt_tos.append(address)
+        return reply or "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        rule = self.server._rule("DATA", list(envelope.rcpt_tos), consume=False)
+        if rule is not None and rule.drop:
+            # Dropping after the final dot: the message did arrive, the client cannot know.
+            self.server._record(envelope)
+        reply = await self._scripted(server, "DATA", list(envelope.rcpt_tos))
+        if reply is None or reply.startswith("2"):
+            self.server._record(envelope)
+        return reply or "250 2.0.0 Ok: queued"
+
+
+class ScriptedSmtpServer:
+    def __init__(self, *, auth: dict[str, str] | None = None, hostname: str = "scripted.test") -> None:
+        self.auth = auth
+        self.received: list[tuple[str, list[str], bytes]] = []
+        self.connections = 0
+        self.logins: list[str] = []
+        self.rules: list[Rule] = []
+        handler = _Handler(self)
+
+        def factory() -> SMTP:
+            self.connections += 1
+            if auth is None:
+                return SMTP(handler, hostname=hostname)
+            return SMTP(
+                handler,
+                hostname=hostname,
+                auth_require_tls=False,
+                auth_required=False,
+                authenticator=self._authenticate,
+            )
+
+        self._thread = SmtpServerThread(factory)
+
+    @property
+    def port(self) -> int:
+        return self._thread.port
+
+    def on(
+        self,
+        command: str,
+        match: str = "*",
+        reply: str | None = None,
+        *,
+        delay: float = 0.0,
+        drop: bool = False,
+        times: int | None = None,
+    ) -> ScriptedSmtpServer:
+        """Script the reply to ``command`` for ``match``; ``times`` uses (None: every time)."""
+        if command not in ("MAIL", "RCPT", "DATA"):
+            raise ValueError(f"cannot script {command!r}")
+        self.rules.append(Rule(command, match, reply, delay, drop, times))
+        return self
+
+    def _rule(self, command: str, addresses: list[str], *, consume: bool = True) -> Rule | None:
+        for rule in self.rules:
+            if rule.applies(command, addresses):
+                if consume and rule.times is not None:
+                    rule.times -= 1
+                return rule
+        return None
+
+    def _record(self, envelope: Envelope) -> None:
+        self.received.append(
+            (envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b"")
+        )
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: object
+    ) -> AuthResult:
+        assert self.auth is not None
+        if isinstance(auth_data, LoginPassword):
+            login, password = auth_data.login.decode(), auth_data.password.decode()
+            if self.auth.get(login) == password:
+                self.logins.append(login)
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
+    def start(self, port: int = 0) -> ScriptedSmtpServer:
+        self._thread.start("127.0.0.1", port)
+        return self
+
+    def stop(self) -> None:
+        self._thread.stop()
+
+    def __enter__(self) -> ScriptedSmtpServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,230 @@
+"""The SMTP transport against a real, scripted aiosmtpd server on 127.0.0.1: every reply is
+classified right, connections are pooled and replaced, fatal conditions stop the run."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from notifier.config import SmtpSection
+from notifier.delivery import SendOutcome
+from notifier.delivery.ratelimit import RateLimiter
+from notifier.delivery.smtp import SmtpTransport
+from notifier.errors import ConfigError, DeliveryError
+from tests.smtp_server import ScriptedSmtpServer
+
+SENDER = "noreply@example.org"
+DATA = b"Subject: test\r\nMessage-ID: <t@example.org>\r\n\r\nHello.\r\n"
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedSmtpServer]:
+    with ScriptedSmtpServer() as srv:
+        yield srv
+
+
+def section(port: int, **overrides: Any) -> SmtpSection:
+    values: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": port,
+        "from_address": SENDER,
+        "connections": 2,
+        "timeout": timedelta(seconds=5),
+        "helo_name": "sender.test",
+    }
+    values.update(overrides)
+    return SmtpSection(**values)
+
+
+async def send_one(port: int, recipient: str, **overrides: Any) -> SendOutcome:
+    async with SmtpTransport(section(port, **overrides), password=None) as transport:
+        return await transport.send(SENDER, recipient, DATA)
+
+
+async def test_accepted_message_is_sent_with_explicit_envelope(server: ScriptedSmtpServer) -> None:
+    outcome = await send_one(server.port, "ivan@example.org")
+    assert outcome.status == "sent" and outcome.ok and outcome.code == 250
+    assert server.received == [(SENDER, ["ivan@example.org"], DATA)]
+
+
+async def test_refused_recipient_is_permanent(server: ScriptedSmtpServer) -> None:
+    server.on("RCPT", "bad@example.org", "550 5.1.1 No such user here")
+    outcome = await send_one(server.port, "bad@example.org")
+    assert outcome.status == "permanent"
+    assert outcome.code == 550 and "No such user" in outcome.detail
+    assert server.received == []
+
+
+@pytest.mark.parametrize(
+    ("command", "reply"),
+    [("RCPT", "451 4.7.1 Greylisted, try later"), ("DATA", "451 4.3.0 Queue full"),
+     ("MAIL", "421 4.3.2 Shutting down"), ("RCPT", "452 4.5.3 Too many recipients")],
+)  # fmt: skip
+async def test_4xx_anywhere_is_transient(server: ScriptedSmtpServer, command: str, reply: str) -> None:
+    server.on(command, "*", reply)
+    outcome = await send_one(server.port, "ivan@example.org")
+    assert outcome.status == "transient" and outcome.retry
+    assert outcome.code == int(reply[:3]) and reply[4:] in outcome.detail
+    assert not outcome.ambiguous
+
+
+async def test_message_refused_at_data_fails_without_bouncing(server: ScriptedSmtpServer) -> None:
+    server.on("DATA", "*", "554 5.6.0 Message content rejected")
+    outcome = await send_one(server.port, "ivan@example.org")
+    assert outcome.status == "permanent_message" and outcome.code == 554
+
+
+async def test_sender_refused_is_fatal(server: ScriptedSmtpServer) -> None:
+    server.on("MAIL", "*", "553 5.7.1 Sender address rejected")
+    async with SmtpTransport(section(server.port), password=None) as transport:
+        with pytest.raises(DeliveryError, match="refused the sender address"):
+            await transport.send(SENDER, "ivan@example.org", DATA)
+        # and the run stays stopped
+        with pytest.raises(DeliveryError):
+            await transport.send(SENDER, "other@example.org", DATA)
+
+
+async def test_authentication_failure_is_fatal_at_start() -> None:
+    with ScriptedSmtpServer(auth={"notifier": "right"}) as srv:
+        transport = SmtpTransport(section(srv.port, username="notifier"), password="wrong")
+        with pytest.raises(DeliveryError, match="refused the login of 'notifier'") as info:
+            await transport.start()
+        assert "\n" not in str(info.value)
+        await transport.close()
+
+
+async def test_authentication_succeeds_with_the_right_password() -> None:
+    with ScriptedSmtpServer(auth={"notifier": "right"}) as srv:
+        async with SmtpTransport(section(srv.port, username="notifier"), password="right") as transport:
+            outcome = await transport.send(SENDER, "ivan@example.org", DATA)
+        assert outcome.ok and srv.logins and set(srv.logins) == {"notifier"}
+
+
+def test_username_without_password_is_a_config_error() -> None:
+    with pytest.raises(ConfigError):
+        SmtpTransport(section(1025, username="notifier"), password=None)
+
+
+async def test_pool_reuses_its_connections(server: ScriptedSmtpServer) -> None:
+    async with SmtpTransport(section(server.port, connections=3), password=None) as transport:
+        outcomes = await asyncio.gather(
+            *(transport.send(SENDER, f"user{i}@example.org", DATA) for i in range(30))
+        )
+    assert all(o.ok for o in outcomes)
+    assert len(server.received) == 30
+    assert server.connections == 3 and transport.connects == 3
+
+
+async def test_dropped_idle_connection_is_replaced(server: ScriptedSmtpServer) -> None:
+    async with SmtpTransport(section(server.port, connections=1), password=None) as transport:
+        assert (await transport.send(SENDER, "a@example.org", DATA)).ok
+        # The server hangs up on the next MAIL (as after an idle timeout): nothing was accepted,
+        # so the transport retries once on a new connection.
+        server.on("MAIL", "*", drop=True, times=1)
+        assert (await transport.send(SENDER, "b@example.org", DATA)).ok
+    assert server.connections == 2
+    assert [rcpts for _, rcpts, _ in server.received] == [["a@example.org"], ["b@example.org"]]
+
+
+async def test_drop_after_data_is_ambiguous_and_connection_replaced(server: ScriptedSmtpServer) -> None:
+    server.on("DATA", "drop@example.org", drop=True)
+    async with SmtpTransport(section(server.port, connections=1), password=None) as transport:
+        outcome = await transport.send(SENDER, "drop@example.org", DATA)
+        assert outcome.status == "transient" and outcome.ambiguous
+        assert (await transport.send(SENDER, "next@example.org", DATA)).ok
+    assert server.connections == 2
+    assert len(server.received) == 2  # the server did get the dropped one
+
+
+async def test_timeout_after_data_is_ambiguous(server: ScriptedSmtpServer) -> None:
+    server.on("DATA", "slow@example.org", delay=3)
+    outcome = await send_one(server.port, "slow@example.org", timeout=timedelta(seconds=0.5))
+    assert outcome.status == "transient" and outcome.ambiguous
+
+
+async def test_timeout_before_data_is_not_ambiguous(server: ScriptedSmtpServer) -> None:
+    server.on("RCPT", "slow@example.org", delay=3)
+    outcome = await send_one(server.port, "slow@example.org", timeout=timedelta(seconds=0.5))
+    assert outcome.status == "transient" and not outcome.ambiguous
+
+
+async def test_connection_is_usable_after_a_refusal(server: ScriptedSmtpServer) -> None:
+    server.on("RCPT", "bad@example.org", "550 5.1.1 No such user")
+    server.on("DATA", "spam@example.org", "554 5.7.1 Rejected")
+    async with SmtpTransport(section(server.port, connections=1), password=None) as transport:
+        results = [
+            await transport.send(SENDER, rcpt, DATA)
+            for rcpt in ("bad@example.org", "ok1@example.org", "spam@example.org", "ok2@example.org")
+        ]
+    assert [r.status for r in results] == ["permanent", "sent", "permanent_message", "sent"]
+    assert server.connections == 1
+    assert [rcpts for _, rcpts, _ in server.received] == [["ok1@example.org"], ["ok2@example.org"]]
+
+
+async def test_server_down_is_transient_and_says_so() -> None:
+    with ScriptedSmtpServer() as srv:
+        port = srv.port
+    outcome = await send_one(port, "ivan@example.org")
+    assert outcome.status == "transient"
+    assert "cannot connect" in outcome.detail and "running" in outcome.detail
+
+
+async def test_server_coming_up_later_is_used(server: ScriptedSmtpServer) -> None:
+    port = server.port
+    server.stop()
+    async with SmtpTransport(section(port, connections=1), password=None) as transport:
+        assert (await transport.send(SENDER, "a@example.org", DATA)).status == "transient"
+        server.start(port)
+        assert (await transport.send(SENDER, "a@example.org", DATA)).ok
+
+
+@pytest.mark.parametrize(
+    "recipient", ["bad\r\naddress@example.org", "a@example.org, b@example.org", "Name <a@example.org>"]
+)
+async def test_unusable_recipient_address_is_permanent(server: ScriptedSmtpServer, recipient: str) -> None:
+    outcome = await send_one(server.port, recipient)
+    assert outcome.status == "permanent"
+    assert server.received == []
+
+
+async def test_unusable_sender_address_is_fatal(server: ScriptedSmtpServer) -> None:
+    async with SmtpTransport(section(server.port), password=None) as transport:
+        with pytest.raises(DeliveryError, match="sender address"):
+            await transport.send("a@example.org\r\nRCPT TO:<x@evil.org>", "ivan@example.org", DATA)
+
+
+async def test_rate_limit_spaces_sends(server: ScriptedSmtpServer) -> None:
+    async with SmtpTransport(section(server.port, rate_limit=50, connections=4), password=None) as transport:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.gather(*(transport.send(SENDER, f"u{i}@example.org", DATA) for i in range(11)))
+        elapsed = loop.time() - started
+    assert transport.limiter.granted == 11
+    assert elapsed >= 0.18  # 10 intervals of 20 ms, with a generous margin below 0.2 s
+
+
+async def test_rate_limiter_grants_by_the_clock() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    limiter = RateLimiter(10, burst=2, clock=lambda: now[0], sleep=fake_sleep)
+    for _ in range(4):
+        await limiter.acquire()
+    # two at once (the burst), then one every 0.1 s
+    assert slept == pytest.approx([0.1, 0.2])
+    now[0] = 10.0  # a long pause refills the bucket, but only up to the burst
+    slept.clear()
+    for _ in range(3):
+        await limiter.acquire()
+    assert slept == pytest.approx([0.1])
+    unlimited = RateLimiter(0, sleep=fake_sleep)
+    for _ in range(100):
+        await unlimited.acquire()
+    assert unlimited.granted == 100 and slept == pytest.approx([0.1])
