@@ -52,7 +52,7 @@ def _root(
 
 
 def _register() -> None:
-    from notifier.cli import incidents, outbox, send, setup, subscribers, templates  # noqa: F401  (they attach)
+    from notifier.cli import demo, incidents, outbox, send, setup, subscribers, templates  # noqa: F401
 
 
 _register()

@@ -1,0 +1,171 @@
+"""`notifier demo`: the Kontur case end to end, on SQLite and a local sink, with no setup.
+
+Owns writing a throw-away project (config, subscribers CSV, database) in a directory,
+and driving the real pieces through it: import, declare, update, send the status
+notices, resolve with a cause and measures, send the apologies. It adds no behaviour
+of its own: everything it does, a user can do with the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import email
+import email.policy
+import os
+import random
+import secrets
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from notifier import incidents, outbox, subscribers
+from notifier.config import load_config
+from notifier.db import make_engine, read_session, upgrade, write_session
+from notifier.delivery.sender import send_due
+from notifier.errors import NotifierError
+from notifier.models import utcnow
+from notifier.sink import Sink
+
+# Subscribers per region, roughly: a few large regions, many small ones.
+REGION_WEIGHTS = {
+    "77": 30, "50": 15, "78": 12, "16": 6, "63": 5, "02": 4, "66": 4, "74": 4, "72": 2,
+    "55": 2, "54": 3, "24": 3, "38": 2, "14": 1, "25": 2, "41": 1, "39": 2,
+}  # fmt: skip
+SERVICE_MIXES = [
+    ("tax-reporting",), ("tax-reporting", "fund-reporting"), ("tax-reporting", "statistics"),
+    ("tax-reporting", "edo"), ("edo",), ("fund-reporting",),
+]  # fmt: skip
+SERVICE_WEIGHTS = [40, 25, 10, 10, 8, 7]
+FIRST = ["Александр", "Елена", "Дмитрий", "Ольга", "Сергей", "Наталья", "Андрей", "Ирина", "Алексей", "Татьяна",
+         "Михаил", "Светлана", "Павел", "Марина", "Николай", "Юлия"]  # fmt: skip
+LAST = ["Иванов", "Смирнов", "Кузнецов", "Попов", "Васильев", "Петров", "Соколов", "Михайлов", "Новиков",
+        "Фёдоров", "Морозов", "Волков", "Алексеев", "Лебедев", "Семёнов", "Егоров"]  # fmt: skip
+FEMININE = {"Елена", "Ольга", "Наталья", "Ирина", "Татьяна", "Светлана", "Марина", "Юлия"}
+
+
+def write_subscribers_csv(path: Path, count: int, regions: list[str], *, seed: int = 7) -> None:
+    """A realistic subscriber list: Russian names, skewed regions, mixed services."""
+    rng = random.Random(seed)
+    codes = [code for code in REGION_WEIGHTS if code in regions] or regions
+    weights = [REGION_WEIGHTS.get(code, 1) for code in codes]
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["external_id", "name", "email", "phone", "region", "services", "locale"])
+        for n in range(1, count + 1):
+            first, last = rng.choice(FIRST), rng.choice(LAST)
+            surname = last + "а" if first in FEMININE else last
+            services = ";".join(rng.choices(SERVICE_MIXES, SERVICE_WEIGHTS)[0])
+            locale = "en" if rng.random() < 0.08 else "ru"
+            writer.writerow([
+                f"{7700000000 + n}", f"{first} {surname}", f"client{n}@example.org", f"+7 912 {n:07d}",
+                rng.choices(codes, weights)[0], services, locale,
+            ])  # fmt: skip
+
+
+def _demo_config(directory: Path, smtp_port: int) -> Path:
+    template = Path(__file__).resolve().parent.parent / "config.toml"
+    if not template.exists():
+        raise NotifierError(
+            f"the demo needs the example config at {template}: install notifier with `pip install -e .`"
+        )
+    text = template.read_text(encoding="utf-8")
+    text = text.replace('database = "sqlite:///notifier.db"', 'database = "sqlite:///notifier.db"', 1)
+    text = text.replace("port = 1025", f"port = {smtp_port}", 1)
+    templates_dir = Path(__file__).resolve().parent.parent / "templates"
+    text = text.replace("[notifier]\n", f'[notifier]\ntemplates = "{templates_dir}"\n', 1)
+    path = directory / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@dataclass
+class DemoResult:
+    directory: Path
+    incident: str
+    affected: int
+    active: int
+    status_sent: int
+    apologies_sent: int
+    mail_dir: Path
+    sample_apology: str
+
+
+def run_demo(directory: Path | None, *, count: int = 4000, say: Callable[[str], None] = print) -> DemoResult:
+    """Run the whole case; ``say`` receives one line per step."""
+    directory = Path(directory or tempfile.mkdtemp(prefix="notifier-demo-")).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("NOTIFIER_SECRET", "") == "":
+        os.environ["NOTIFIER_SECRET"] = secrets.token_urlsafe(24)
+        say("NOTIFIER_SECRET was not set: using a random one for this demo (it signs unsubscribe links).")
+    mail_dir = directory / "mail"
+    with Sink(mail_dir) as sink:
+        config = load_config(_demo_config(directory, sink.port))
+        engine = make_engine(config.database_url)
+        upgrade(engine)
+        say(f"Project in {directory}: config.toml, notifier.db; SMTP sink on 127.0.0.1:{sink.port}.")
+
+        csv_path = directory / "subscribers.csv"
+        write_subscribers_csv(csv_path, count, list(config.regions))
+        report = subscribers.import_csv(engine, config, csv_path)
+        say(
+            f"Imported {report.imported} subscribers from {csv_path.name} across {len(config.regions)} regions."
+        )
+
+        now = utcnow()
+        started = now - timedelta(hours=5, minutes=7)
+        with write_session(engine) as session:
+            declared = incidents.declare(
+                session, config, title="Не отправляются отчёты в ФНС", regions=["66", "54"],
+                services=["tax-reporting"], severity="major", started_at=started, by="дежурный инженер",
+                message="Отчёты в ФНС из Свердловской и Новосибирской областей не уходят. Мы уже разбираемся.",
+                now=started + timedelta(minutes=12),
+            )  # fmt: skip
+            active = incidents.active_subscribers(session)
+        ref = declared.incident.ref
+        share = 100 * declared.affected / active
+        say(f"Declared {ref}: tax-reporting down in regions 66 (UTC+5) and 54 (UTC+7): "
+            f"{declared.affected} of {active} subscribers affected ({share:.1f} %).")  # fmt: skip
+        with write_session(engine) as session:
+            incidents.post_update(
+                session, config, ref, status="identified", by="дежурный инженер",
+                message="Причина найдена: отказал сервер баз данных. Переключаем на резервный.",
+                now=started + timedelta(minutes=40),
+            )  # fmt: skip
+        sent = asyncio.run(send_due(engine, config))
+        say(f"Status notices: {sent.sent} sent (only the newest notice per subscriber goes out).")
+
+        with write_session(engine) as session:
+            resolved = incidents.resolve(
+                session, config, ref, by="дежурный инженер", resolved_at=now,
+                cause="Отказал дисковый массив основного сервера баз данных, а автоматическое переключение "
+                      "на резервный сервер не сработало из-за ошибки в его настройке.",
+                measures="Перевели базу на резервный сервер и восстановили все отчёты, отправленные во время "
+                         "сбоя: они ушли в ФНС. Исправили настройку автоматического переключения и добавили "
+                         "ежедневную проверку резервного сервера.",
+            )  # fmt: skip
+        say(f"Resolved {ref} after 5 h 7 min; {resolved.queued.get('apology', 0) if resolved.queued else 0} "
+            f"apologies queued; compensation by policy: {resolved.incident.compensation_days} days.")  # fmt: skip
+        apologies = asyncio.run(send_due(engine, config))
+        say(f"Apologies: {apologies.sent} sent.")
+        sink.wait_for(sent.sent + apologies.sent, timeout=10)
+        with read_session(engine) as session:
+            counts = outbox.counts(session, declared.incident.id)
+        say(f"Outbox for {ref}: {counts}")
+    engine.dispose()
+    sample = _sample_apology(mail_dir)
+    say(f"{sink.messages} e-mails stored as .eml files in {mail_dir}")
+    return DemoResult(directory, ref, declared.affected, active, sent.sent, apologies.sent, mail_dir, sample)
+
+
+def _sample_apology(mail_dir: Path) -> str:
+    """The text part of one Russian apology from region 66, as the reader sees it."""
+    for path in sorted(mail_dir.glob("*.eml"), reverse=True):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        body = message.get_body(("plain",))
+        text = body.get_content() if body else ""
+        if "извин" in str(message["Subject"]).lower() and "Екатеринбург" in text:
+            return f"From: {message['From']}\nTo: {message['To']}\nSubject: {message['Subject']}\n\n{text}"
+    return ""
