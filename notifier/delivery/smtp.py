@@ -180,8 +180,13 @@ class SmtpTransport:
             recipient = check_address(recipient)
         except ValueError as exc:
             return SendOutcome("permanent", str(exc))
+        if not self._clients:
+            raise RuntimeError("SmtpTransport.send() before start() (or after close())")
         await self.limiter.acquire()
         client = await self._idle.get()
+        if self._fatal is not None:  # another task hit it while this one waited
+            self._idle.put_nowait(client)
+            raise self._fatal
         try:
             return await self._transact(client, sender, recipient, data)
         except BaseException:
