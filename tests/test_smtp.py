@@ -9,13 +9,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from smtp_server import ScriptedSmtpServer  # tests/ is on sys.path under pytest
 
 from notifier.config import SmtpSection
 from notifier.delivery import SendOutcome
 from notifier.delivery.ratelimit import RateLimiter
 from notifier.delivery.smtp import SmtpTransport
 from notifier.errors import ConfigError, DeliveryError
-from tests.smtp_server import ScriptedSmtpServer
 
 SENDER = "noreply@example.org"
 DATA = b"Subject: test\r\nMessage-ID: <t@example.org>\r\n\r\nHello.\r\n"
