@@ -139,7 +139,7 @@ class Sender:
                         continue
                     loaded = await asyncio.to_thread(self._claim_and_load, batch)
                     if not loaded:
-                        if until_empty and jobs.empty() and not _busy[0]:
+                        if until_empty and jobs.empty() and not _busy[0] and not len(results):
                             break
                         await asyncio.sleep(0.05 if until_empty else 0.5)
                         continue
@@ -170,16 +170,16 @@ class Sender:
                     claimed.discard(job.message.id)  # type: ignore[arg-type]
 
         async def recorder() -> None:
+            # Record as soon as anything is done: what a crash can resend is what was sent
+            # since the last flush, so flushes are continuous (and batch themselves under load).
             while True:
-                done = all(t.done() for t in workers)
-                if len(results) >= 200 or done or len(results) and time.monotonic() - last[0] > 0.5:
+                finished = all(t.done() for t in workers)
+                if len(results):
                     await self._flush(results, on_progress)
-                    last[0] = time.monotonic()
-                if done:
+                if finished:
                     return
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.01)
 
-        last = [time.monotonic()]
         workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
         feed = asyncio.create_task(feeder())
         rec = asyncio.create_task(recorder())

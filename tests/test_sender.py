@@ -1,0 +1,217 @@
+"""The sender end to end against a real SMTP server on 127.0.0.1: who gets what, how
+often, and what each kind of server reply does to the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from notifier import incidents
+from notifier.config import load_config
+from notifier.db import read_session, write_session
+from notifier.delivery.sender import send_due
+from notifier.errors import DeliveryError
+from notifier.models import Message, Subscriber
+from tests.conftest import write_config
+from tests.smtp_server import ScriptedSmtpServer
+
+
+@pytest.fixture
+def smtp_server() -> Any:
+    with ScriptedSmtpServer() as server:
+        yield server
+
+
+def _config_for(config: Any, server: Any, tmp_path: Path, name: str = "sending", **sections: Any) -> Any:
+    (tmp_path / name).mkdir(exist_ok=True)
+    smtp = {"port": server.port, "connections": 4, "timeout": "5s", **sections.pop("smtp", {})}
+    mailing = {"retry_backoff": "0s", "retry_backoff_max": "0s", **sections.pop("mailing", {})}
+    return load_config(
+        write_config(tmp_path / name, config.notifier.database, smtp=smtp, mailing=mailing, **sections)
+    )
+
+
+def _recipients(server: Any) -> Counter[str]:
+    return Counter(rcpt for _, rcpts, _ in server.received for rcpt in rcpts)
+
+
+def _declare_and_resolve(engine: Any, config: Any, regions: list[str]) -> int:
+    with write_session(engine) as session:
+        ref = incidents.declare(session, config, title="Сбой отчётности", regions=regions).incident.id
+    with write_session(engine) as session:
+        incidents.resolve(session, config, ref, cause="Отказ сервера БД", measures="Резервный кластер")
+    return ref
+
+
+def _states(engine: Any, kind: str) -> Counter[str]:
+    with read_session(engine) as session:
+        return Counter(m.state for m in session.exec(select(Message).where(Message.kind == kind)))
+
+
+def test_exactly_the_audience_gets_the_apology_once_each(
+    engine, config, make_subscriber, smtp_server, tmp_path
+) -> None:
+    cfg = _config_for(config, smtp_server, tmp_path, mailing={"send_status_notices": False})
+    affected = {make_subscriber(region=r).email for r in ["66", "66", "54"]}
+    for region in ["77", "25"]:
+        make_subscriber(region=region)
+    make_subscriber(region="66", status="unsubscribed")
+    _declare_and_resolve(engine, cfg, ["66", "54"])
+
+    report = asyncio.run(send_due(engine, cfg))
+
+    assert report.sent == 3
+    assert _recipients(smtp_server) == Counter({address: 1 for address in affected})
+    assert asyncio.run(send_due(engine, cfg)).sent == 0  # a second run sends nothing again
+
+
+def test_only_the_newest_status_notice_goes_out(
+    engine, config, make_subscriber, smtp_server, tmp_path
+) -> None:
+    cfg = _config_for(config, smtp_server, tmp_path)
+    make_subscriber(region="66")
+    with write_session(engine) as session:
+        ref = incidents.declare(
+            session, cfg, title="Сбой", regions=["66"], message="Ищем причину"
+        ).incident.id
+    with write_session(engine) as session:
+        incidents.post_update(session, cfg, ref, status="identified", message="Причина: отказ диска")
+    asyncio.run(send_due(engine, cfg))
+    assert len(smtp_server.received) == 1
+    body = email.message_from_bytes(smtp_server.received[0][2], policy=email.policy.default)
+    assert "Причина: отказ диска" in body.get_body(("plain",)).get_content()
+
+
+def test_sent_message_is_proper_mime_with_unsubscribe(
+    engine, config, make_subscriber, smtp_server, tmp_path
+) -> None:
+    cfg = _config_for(config, smtp_server, tmp_path, mailing={"send_status_notices": False})
+    make_subscriber(region="66", name="Ольга Смирнова", email="olga@example.org")
+    _declare_and_resolve(engine, cfg, ["66"])
+    asyncio.run(send_due(engine, cfg))
+    ((mail_from, rcpts, raw),) = smtp_server.received
+    assert mail_from == cfg.smtp.from_address and rcpts == ["olga@example.org"]
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert str(message["To"]) == "Ольга Смирнова <olga@example.org>"
+    assert "извин" in str(message["Subject"]).lower()
+    assert message["List-Unsubscribe"].startswith(f"<{cfg.notifier.public_base_url}/unsubscribe/")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["Message-ID"].startswith("<notifier.") and message["Date"]
+    assert {p.get_content_type() for p in message.walk()} >= {"text/plain", "text/html"}
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+
+
+def test_temporary_failures_are_retried_until_delivered(
+    engine, config, make_subscriber, smtp_server, tmp_path
+) -> None:
+    cfg = _config_for(config, smtp_server, tmp_path, mailing={"send_status_notices": False})
+    addresses = {make_subscriber(region="66").email for _ in range(8)}
+    smtp_server.on("DATA", "*", "451 4.3.0 Try again later", times=5)
+    smtp_server.on("MAIL", "*", "421 4.7.0 Too busy", times=3)
+    _declare_and_resolve(engine, cfg, ["66"])
+
+    report = asyncio.run(send_due(engine, cfg))
+
+    assert report.sent == 8 and report.failed == 0 and report.retried >= 5
+    assert _recipients(smtp_server) == Counter({address: 1 for address in addresses})
+    assert _states(engine, "apology") == Counter({"sent": 8})
+
+
+def test_permanent_refusal_fails_and_bounces_only_that_recipient(
+    engine, config, make_subscriber, smtp_server, tmp_path
+) -> None:
+    cfg = _config_for(config, smtp_server, tmp_path, mailing={"send_status_notices": False})
+    good = [make_subscriber(region="66") for _ in range(4)]
+    bad = make_subscriber(region="66", email="nobody@example.org")
+    smtp_server.on("RCPT", "nobody@example.org", "550 5.1.1 No such user")
+    _declare_and_resolve(engine, cfg, ["66"])
+
+    report = asyncio.run(send_due(engine, cfg))
+    assert report.sent == 4 and report.bounced == 1
+    assert _recipients(smtp_server) == Counter({s.email: 1 for s in good})
+    with read_session(engine) as session:
+        assert session.get(Subscriber, bad.id).status == "bounced"
+        failed = session.exec(select(Message).where(Message.subscriber_id == bad.id)).one()
+        assert failed.state == "failed" and "550" in failed.last_error and failed.attempts == 1
+    assert asyncio.run(send_due(engine, cfg)).sent == 0  # never retried
+
+
+def test_authentication_failure_stops_the_run_and_bounces_nobody(
+    engine, config, make_subscriber, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "wrong")
+    with ScriptedSmtpServer(auth={"notifier": "right"}) as server:
+        cfg = _config_for(config, server, tmp_path, smtp={"username": "notifier", "password_env": "TEST_SMTP_PASSWORD"},
+                          mailing={"send_status_notices": False})  # fmt: skip
+        for _ in range(3):
+            make_subscriber(region="66")
+        _declare_and_resolve(engine, cfg, ["66"])
+        with pytest.raises(DeliveryError, match="(?i)auth"):
+            asyncio.run(send_due(engine, cfg))
+        assert server.received == []
+    with read_session(engine) as session:
+        assert {s.status for s in session.exec(select(Subscriber))} == {"active"}
+        assert {(m.state, m.attempts) for m in session.exec(select(Message))} <= {("queued", 0), ("retry", 0)}
+
+
+def test_send_cli_exit_code_and_summary(engine, config, make_subscriber, smtp_server, tmp_path, cli) -> None:
+    cfg = _config_for(config, smtp_server, tmp_path, mailing={"send_status_notices": False})
+    make_subscriber(region="66")
+    make_subscriber(region="66", email="gone@example.org")
+    smtp_server.on("RCPT", "gone@example.org", "550 5.1.1 No such user")
+    _declare_and_resolve(engine, cfg, ["66"])
+    result = cli("send", "--json", config=cfg.path)
+    assert result.exit_code == 1  # something failed permanently
+    assert result.json()["sent"] == 1 and result.json()["bounced"] == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+def test_sender_killed_mid_run_loses_nothing_and_duplicates_only_in_flight(
+    engine, config, make_subscriber, smtp_server, tmp_path
+) -> None:
+    cfg = _config_for(
+        config, smtp_server, tmp_path, mailing={"send_status_notices": False, "lease": "1s", "batch_size": 20}
+    )
+    for _ in range(120):
+        make_subscriber(region="66")
+    _declare_and_resolve(engine, cfg, ["66"])
+    smtp_server.on("DATA", "*", delay=0.02)  # slow enough to kill it mid-mailing
+
+    env = {**os.environ, "NOTIFIER_CONFIG": str(cfg.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "notifier", "send"], env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while len(smtp_server.received) < 40 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 0 < len(smtp_server.received) < 120
+
+    time.sleep(1.2)  # the killed sender's lease runs out
+    restart = subprocess.run(
+        [sys.executable, "-m", "notifier", "send"], env=env, capture_output=True, timeout=60
+    )
+    assert restart.returncode == 0, restart.stderr
+
+    counts = _recipients(smtp_server)
+    assert len(counts) == 120  # nobody lost
+    duplicates = [address for address, n in counts.items() if n > 1]
+    # Only what was in flight when it died: on a connection, or sent and not yet recorded.
+    assert len(duplicates) <= 2 * cfg.smtp.connections
+    assert max(counts.values()) <= 2
+    ids: dict[str, set[str]] = {}
+    for _, rcpts, raw in smtp_server.received:
+        ids.setdefault(rcpts[0], set()).add(email.message_from_bytes(raw)["Message-ID"])
+    assert all(len(ids[address]) == 1 for address in duplicates)  # a resend is the same message
+    assert _states(engine, "apology") == Counter({"sent": 120})
