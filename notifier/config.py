@@ -195,6 +195,18 @@ class HotlineTarget(_Section):
 
 class HotlineSection(_Section):
     targets: list[HotlineTarget] = []
+    callback_escalate_after: Duration = timedelta(0)  # overdue by this much: first escalation
+    callback_escalate_again: Duration = timedelta(hours=2)  # still open this long past due: second
+    stale_after: Duration = timedelta(minutes=60)  # an open incident silent this long: remind on-call
+
+
+class ServeSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    tick: Duration = timedelta(seconds=2)  # how often due messages are looked for
+    housekeeping: Duration = timedelta(seconds=30)  # reclaim leases, remind, escalate
+    shutdown_grace: Duration = timedelta(seconds=30)  # in-flight sends may finish within this
+    alert_token_env: str = "NOTIFIER_ALERT_TOKEN"  # env var holding the alert webhook's bearer token
 
 
 class Config(_Section):
@@ -205,6 +217,7 @@ class Config(_Section):
     services: dict[str, Service]
     compensation: CompensationSection = CompensationSection()
     hotline: HotlineSection = HotlineSection()
+    serve: ServeSection = ServeSection()
     path: Path = Path("config.toml")
 
     @field_validator("regions", "services")

@@ -99,6 +99,7 @@ class Incident(SQLModel, table=True):
     declared_by: str = ""
     resolved_by: str = ""
     updated_at: datetime = _time()
+    reminded_at: datetime | None = _time(nullable=True)  # last stale-incident reminder
 
     @property
     def ref(self) -> str:
@@ -180,3 +181,15 @@ class Callback(SQLModel, table=True):
     outcome: str = ""
     escalations: int = 0
     created_at: datetime = _time()
+
+
+class User(SQLModel, table=True):
+    """A support-console user; the token is shown once, only its hash is stored."""
+
+    __tablename__ = "console_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(String(100), unique=True, nullable=False))
+    token_hash: str = Field(index=True)
+    created_at: datetime = _time()
+    disabled: bool = False
