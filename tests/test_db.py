@@ -60,3 +60,25 @@ def test_cli_write_waits_for_another_process_write_transaction(config, cli, make
     assert result.exit_code == 0, result.stderr
     assert result.json()["affected"] == 1
     assert waited > 1.0  # it waited for the lock instead of failing with "database is locked"
+
+
+def test_upgrade_keeps_data_written_under_the_first_schema(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from notifier.db import _alembic_config
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(_alembic_config(engine), "0001")
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO incident (title, severity, status, regions, services, started_at, declared_at, cause,"
+            " measures, apology_state, declared_by, resolved_by, updated_at) VALUES ('Старый', 'major',"
+            " 'investigating', '[\"66\"]', '[]', '2026-01-01 00:00:00', '2026-01-01 00:00:00', '', '', 'none',"
+            " '', '', '2026-01-01 00:00:00')"
+        ))  # fmt: skip
+    from notifier.db import upgrade
+
+    assert upgrade(engine) == ("0001", head_revision())
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT title, reminded_at FROM incident")).one() == ("Старый", None)

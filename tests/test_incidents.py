@@ -265,3 +265,33 @@ def test_compensation_above_cap_is_refused_and_nothing_changes(engine, config) -
         incidents.resolve(session, config, ref, cause="c", measures="m", compensation_text="45d")
     with read_session(engine) as session:
         assert incidents.get(session, ref).status == "investigating"
+
+
+def test_two_resolves_at_the_same_moment_queue_one_apology_mailing(engine, config, make_subscriber) -> None:
+    import threading
+
+    for _ in range(5):
+        make_subscriber(region="66")
+    ref = _declare(engine, config, regions=["66"]).incident.id
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def resolve() -> None:
+        barrier.wait()
+        try:
+            with write_session(engine) as session:
+                incidents.resolve(session, config, ref, cause="Отказ", measures="Резерв")
+            outcomes.append("resolved")
+        except InvalidTransition:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=resolve) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["refused", "resolved"]
+    assert len(_messages(engine, ref, "apology")) == 5
+    with read_session(engine) as session:
+        kinds = [u.kind for u in incidents.timeline(session, ref)]
+    assert kinds.count("resolved") == 1

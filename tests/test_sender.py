@@ -215,3 +215,22 @@ def test_sender_killed_mid_run_loses_nothing_and_duplicates_only_in_flight(
         ids.setdefault(rcpts[0], set()).add(email.message_from_bytes(raw)["Message-ID"])
     assert all(len(ids[address]) == 1 for address in duplicates)  # a resend is the same message
     assert _states(engine, "apology") == Counter({"sent": 120})
+
+
+def test_names_and_titles_cannot_inject_headers(engine, config, make_subscriber, smtp_server, tmp_path) -> None:
+    from sqlalchemy import update
+
+    from notifier.models import Incident
+
+    cfg = _config_for(config, smtp_server, tmp_path, mailing={"send_status_notices": False})
+    # Written straight to the database, past the import's own checks: the sender must still hold.
+    make_subscriber(region="66", name="Иван\r\nBcc: evil@example.net", email="ivan@example.org")
+    ref = _declare_and_resolve(engine, cfg, ["66"])
+    with write_session(engine) as session:
+        session.exec(update(Incident).where(Incident.id == ref).values(title="Сбой\r\nX-Injected: yes\r\n\r\nbody"))
+    asyncio.run(send_due(engine, cfg))
+    ((_, rcpts, raw),) = smtp_server.received
+    assert rcpts == ["ivan@example.org"]
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert message["Bcc"] is None and message["X-Injected"] is None
+    assert "evil@example.net" not in str(message["To"]).split("<")[-1]
