@@ -7,7 +7,9 @@ that every template renders. It does not build MIME, queue or send anything.
 A ``Renderer`` compiles each template once and caches everything that depends only on the
 incident, update, region and language; per message it adds just the reader's name, services
 and unsubscribe link, so a mailing of tens of thousands costs tens of microseconds a message.
-The context templates see is documented in ``templates/README.md``.
+The context templates see is documented in ``templates/README.md``. The internal kinds
+(``reminder``, ``escalation``: notices to our own staff) get their context from
+``staff_notices`` and are checked with the rest.
 """
 
 from __future__ import annotations
@@ -29,12 +31,17 @@ from markupsafe import Markup, escape
 
 from notifier.config import LOCALES, Config
 from notifier.errors import TemplateProblem, UsageError
-from notifier.models import Incident, Subscriber, Update, utcnow
+from notifier.models import Call, Callback, Incident, Subscriber, Update, utcnow
 
+# About an incident, for subscribers and the hotline; then the notices to our own staff.
 KINDS: tuple[str, ...] = ("status", "apology", "hotline")
-_FOLDERS = {"status": "email/status", "apology": "email/apology", "hotline": "hotline"}
+INTERNAL_KINDS: tuple[str, ...] = ("reminder", "escalation")  # context: ``staff_notices``
+ALL_KINDS: tuple[str, ...] = KINDS + INTERNAL_KINDS
+_FOLDERS = {"status": "email/status", "apology": "email/apology", "hotline": "hotline",
+            "reminder": "internal/reminder", "escalation": "internal/escalation"}  # fmt: skip
 _PARTS = {"status": ("subject.txt", "body.txt", "body.html"), "apology": ("subject.txt", "body.txt", "body.html"),
-          "hotline": ("subject.txt", "body.txt")}  # fmt: skip
+          "hotline": ("subject.txt", "body.txt"), "reminder": ("subject.txt", "body.txt"),
+          "escalation": ("subject.txt", "body.txt")}  # fmt: skip
 _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
 
 # Wording --------------------------------------------------------------------------------
@@ -134,6 +141,11 @@ def _moment(at: datetime, zone: ZoneInfo, label: str, locale: str) -> dict[str, 
         "text": f"{date}, {time} {label}",
         "iso": local.isoformat(),
     }
+
+
+def moment(at: datetime, zone: ZoneInfo, label: str, locale: str) -> dict[str, str]:
+    """A moment as templates see it: ``.date``, ``.day``, ``.time``, ``.text``, ``.iso`` in ``zone``."""
+    return _moment(at, zone, label, locale)
 
 
 def _period(start: dict[str, str], end: dict[str, str], label: str, duration: str, locale: str) -> str:
@@ -365,30 +377,60 @@ class Renderer:
     # Rendering --------------------------------------------------------------------------
 
     def context(
-        self, kind: str, *, incident: Incident, locale: str, region: str | None = None,
+        self, kind: str, *, incident: Incident | None, locale: str, region: str | None = None,
         subscriber: Subscriber | None = None, update: Update | None = None, unsubscribe_url: str = "",
-        now: datetime | None = None,
+        now: datetime | None = None, callback: Callback | None = None, call: Call | None = None,
+        level: int | None = None,
     ) -> dict[str, Any]:  # fmt: skip
         """The variables a template of ``kind`` sees (documented in templates/README.md)."""
-        if kind not in KINDS:
-            raise UsageError(f"unknown kind {kind!r} (one of {', '.join(KINDS)})")
-        if kind == "apology" and incident.resolved_at is None:
-            raise UsageError(f"{incident.ref} is not resolved yet: its apology is written after resolution")
+        if kind not in ALL_KINDS:
+            raise UsageError(f"unknown kind {kind!r} (one of {', '.join(ALL_KINDS)})")
         if locale not in LOCALES:
             locale = self.config.notifier.default_locale
+        if kind in INTERNAL_KINDS:
+            return self._staff_context(kind, incident, locale, subscriber, update, now, callback, call, level)
+        if incident is None:
+            raise UsageError(f"a {kind} message is about an incident; none was given")
+        if kind == "apology" and incident.resolved_at is None:
+            raise UsageError(f"{incident.ref} is not resolved yet: its apology is written after resolution")
         code = self._region(region or (subscriber.region if subscriber else None), incident)
         shared = self._shared_context(incident, update, code, locale, now)
         reader = {**self._reader(shared, incident, subscriber), "name": subscriber.name if subscriber else ""}
         return {**shared, "reader": reader, "unsubscribe_url": unsubscribe_url}
 
+    def _staff_context(
+        self, kind: str, incident: Incident | None, locale: str, subscriber: Subscriber | None,
+        update: Update | None, now: datetime | None, callback: Callback | None, call: Call | None,
+        level: int | None,
+    ) -> dict[str, Any]:  # fmt: skip
+        from notifier import staff_notices
+
+        if kind == "reminder":
+            if incident is None:
+                raise UsageError("a reminder is about an incident; none was given")
+            return staff_notices.reminder_context(self.config, incident=incident, update=update, locale=locale,
+                                                  now=now)  # fmt: skip
+        if callback is None or call is None:
+            raise UsageError("an escalation needs the callback and the call it was promised on")
+        return staff_notices.escalation_context(
+            self.config, incident=incident, callback=callback, call=call, subscriber=subscriber, locale=locale,
+            level=level, now=now,
+        )  # fmt: skip
+
     def render(
-        self, kind: str, *, incident: Incident, locale: str, region: str | None = None,
+        self, kind: str, *, incident: Incident | None, locale: str, region: str | None = None,
         subscriber: Subscriber | None = None, update: Update | None = None, unsubscribe_url: str = "",
-        now: datetime | None = None,
+        now: datetime | None = None, callback: Callback | None = None, call: Call | None = None,
+        level: int | None = None,
     ) -> Rendered:  # fmt: skip
-        """Subject, text and HTML (None for hotline) for one reader; TemplateProblem names file:line."""
+        """Subject, text and HTML (None for hotline and the internal kinds); TemplateProblem names file:line.
+
+        ``callback``, ``call`` and ``level`` (default: the callback's escalations so far) are for
+        ``escalation``, whose ``subscriber`` is the one promised the callback (None if unknown).
+        """
         ctx = self.context(kind, incident=incident, locale=locale, region=region, subscriber=subscriber,
-                           update=update, unsubscribe_url=unsubscribe_url, now=now)  # fmt: skip
+                           update=update, unsubscribe_url=unsubscribe_url, now=now, callback=callback,
+                           call=call, level=level)  # fmt: skip
         folder = f"{_FOLDERS[kind]}/{ctx['locale']}/"
         try:
             subject = " ".join(_HEADER_BREAKERS.sub(" ", self._run(folder + "subject.txt", ctx)).split())
@@ -398,7 +440,7 @@ class Renderer:
             raise TemplateProblem(str(failed.issue)) from None
         return Rendered(subject=subject, text=text, html=html)
 
-    def check(self, kinds: Iterable[str] = KINDS) -> list[TemplateIssue]:
+    def check(self, kinds: Iterable[str] = ALL_KINDS) -> list[TemplateIssue]:
         """Compile every template of ``kinds`` and render it in every language with sample data."""
         issues: list[TemplateIssue] = []
         for kind in kinds:
@@ -423,7 +465,7 @@ class Renderer:
                                 issues.append(issue)
         return issues
 
-    def template_count(self, kinds: Iterable[str] = KINDS) -> int:
+    def template_count(self, kinds: Iterable[str] = ALL_KINDS) -> int:
         return sum(len(_PARTS[kind]) * len(LOCALES) for kind in kinds)
 
     def ensure_ready(self, kinds: Iterable[str]) -> None:
@@ -435,6 +477,11 @@ class Renderer:
 
     def _samples(self, kind: str, locale: str) -> Iterable[dict[str, Any]]:
         """Contexts covering the branches templates take: with and without each optional part."""
+        if kind in INTERNAL_KINDS:
+            from notifier import staff_notices
+
+            yield from staff_notices.samples(self.config, kind, locale)
+            return
         resolved = sample_incident(self.config)
         bare = sample_incident(self.config, compensation_days=None, services=[], cause="", measures="")
         open_ = sample_incident(self.config, resolved=False)

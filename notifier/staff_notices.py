@@ -1,0 +1,159 @@
+"""What the internal notices tell staff: the stale-incident reminder and the callback escalation.
+
+Owns the template context of the two kinds that go to our own people, not to subscribers
+(``templates/internal/…``): who is waiting, since when, who owns it, and the exact command
+that settles it. ``rendering.Renderer`` compiles and runs the templates; this module only
+turns rows (Incident, Update, Callback, Call, Subscriber) into plain values, with times in
+the region of the person concerned. It neither queues (``hotline``) nor sends anything.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+
+from notifier.config import Config
+from notifier.models import Call, Callback, Incident, Subscriber, Update, utcnow
+from notifier.rendering import format_duration, moment, zone_label
+
+_STATUS = {
+    "ru": {"investigating": "выясняем причину", "identified": "причина найдена, устраняем",
+           "monitoring": "работа восстановлена, следим", "resolved": "сбой устранён"},
+    "en": {"investigating": "investigating", "identified": "cause identified, fixing",
+           "monitoring": "service restored, monitoring", "resolved": "resolved"},
+}  # fmt: skip
+
+
+def display_phone(phone: str | None) -> str:
+    """``+79123456789`` -> ``+7 912 345-67-89``; anything unparsable as it is."""
+    if not phone:
+        return ""
+    try:
+        number = phonenumbers.parse(phone, None)
+    except phonenumbers.NumberParseException:
+        return phone
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def _zone(config: Config, *codes: str | None) -> tuple[str | None, ZoneInfo, str]:
+    """The first known region among ``codes``: code, zone and zone id; UTC when none is known."""
+    for code in codes:
+        if code and code in config.regions:
+            region = config.regions[code]
+            return code, region.zone, region.timezone
+    return None, ZoneInfo("UTC"), "UTC"
+
+
+def _incident(config: Config, incident: Incident, locale: str) -> dict[str, Any]:
+    names = [config.regions[c].name.get(locale) if c in config.regions else c for c in incident.regions]
+    return {
+        "ref": incident.ref,
+        "title": incident.title,
+        "status": incident.status,
+        "status_label": _STATUS[locale].get(incident.status, incident.status),
+        "severity": incident.severity,
+        "regions_text": ", ".join(names),
+    }
+
+
+def _common(config: Config, locale: str) -> dict[str, Any]:
+    return {
+        "locale": locale,
+        "company": config.notifier.company.get(locale),
+        "hotline_phone": config.notifier.hotline_phone,
+        "support_email": config.notifier.support_email,
+    }
+
+
+def reminder_context(
+    config: Config, *, incident: Incident, update: Update | None, locale: str, now: datetime | None = None
+) -> dict[str, Any]:
+    """An open incident that has been silent too long: since when, and the command to post an update."""
+    now = now or utcnow()
+    _, zone, timezone = _zone(config, *incident.regions)
+    label = zone_label(timezone, locale)
+    last = update.created_at if update else incident.declared_at
+    return {
+        **_common(config, locale),
+        "incident": _incident(config, incident, locale),
+        "silence": format_duration(now - last, locale),
+        "silence_minutes": max(0, int((now - last).total_seconds() // 60)),
+        "last_update": {
+            "time": moment(last, zone, label, locale),
+            "message": update.message if update else "",
+        },
+        "command": f"notifier incident update {incident.ref} --status {incident.status} --message …",
+    }
+
+
+def escalation_context(
+    config: Config, *, incident: Incident | None, callback: Callback, call: Call,
+    subscriber: Subscriber | None, locale: str, level: int | None = None, now: datetime | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A promised callback that is overdue: to whom, their phone, when it was due, who owns it."""
+    now = now or utcnow()
+    level = level or max(1, callback.escalations)
+    code, zone, timezone = _zone(config, subscriber.region if subscriber else None,
+                                 *(incident.regions if incident else []))  # fmt: skip
+    label = zone_label(timezone, locale)
+    phone = call.caller_phone or (subscriber.phone if subscriber else "") or ""
+    person = {
+        "known": subscriber is not None,
+        "name": subscriber.name if subscriber else "",
+        "account": (subscriber.external_id or "") if subscriber else "",
+        "email": (subscriber.email or "") if subscriber else "",
+        "phone": display_phone(phone),
+        "region_name": config.regions[code].name.get(locale) if code else "",
+    }
+    return {
+        **_common(config, locale),
+        "level": level,
+        "incident": _incident(config, incident, locale) if incident else None,
+        "subscriber": person,
+        "callback": {
+            "id": callback.id,
+            "owner": callback.owner,
+            "due": moment(callback.due_at, zone, label, locale),
+            "overdue_by": format_duration(now - callback.due_at, locale),
+            "promised": moment(callback.created_at, zone, label, locale),
+        },
+        "call": {
+            "note": call.note,
+            "taken_by": call.taken_by,
+            "time": moment(call.created_at, zone, label, locale),
+        },
+        "command": f"notifier callbacks done {callback.id} --outcome …",
+    }
+
+
+def samples(config: Config, kind: str, locale: str) -> list[dict[str, Any]]:
+    """Contexts for ``templates check``: every optional part present and absent."""
+    from notifier.rendering import sample_incident, sample_subscriber, sample_update
+
+    open_ = sample_incident(config, resolved=False)
+    now = open_.started_at + timedelta(hours=3, minutes=15)
+    if kind == "reminder":
+        bare = Update(id=1, incident_id=open_.id or 0, kind="declared", status="investigating", message="",
+                      created_at=open_.declared_at)  # fmt: skip
+        return [
+            reminder_context(config, incident=open_, update=sample_update(open_), locale=locale, now=now),
+            reminder_context(config, incident=open_, update=bare, locale=locale, now=now),
+            reminder_context(config, incident=open_, update=None, locale=locale, now=now),
+        ]
+    call = Call(id=5, subscriber_id=1, caller_phone="+79120000123", incident_id=open_.id, taken_by="petrova",
+                note="Не уходит декларация, просит перезвонить, когда заработает.",
+                created_at=open_.started_at + timedelta(hours=1))  # fmt: skip
+    callback = Callback(id=9, call_id=5, due_at=call.created_at + timedelta(hours=2), owner="petrova",
+                        escalations=1, created_at=call.created_at)  # fmt: skip
+    anonymous = Call(id=6, caller_phone="+74950000000", note="", taken_by="",
+                     created_at=call.created_at)  # fmt: skip
+    reader = sample_subscriber(config, locale=locale)
+    return [
+        escalation_context(config, incident=open_, callback=callback, call=call, subscriber=reader,
+                           locale=locale, level=1, now=now),
+        escalation_context(config, incident=None, callback=callback, call=anonymous, subscriber=None,
+                           locale=locale, level=2, now=now),
+    ]  # fmt: skip
