@@ -52,7 +52,7 @@ def _root(
 
 
 def _register() -> None:
-    from notifier.cli import demo, incidents, outbox, send, setup, sink, subscribers, templates  # noqa: F401
+    from notifier.cli import demo, incidents, outbox, send, serve, setup, sink, subscribers, templates  # noqa: F401
 
 
 _register()

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +29,7 @@ from notifier.config import Config
 from notifier.db import read_session
 from notifier.delivery import queue
 from notifier.errors import DeliveryError
-from notifier.models import Incident, Message, Subscriber, Update, utcnow
+from notifier.models import Call, Callback, Incident, Message, Subscriber, Update, utcnow
 from notifier.rendering import Renderer
 
 log = logging.getLogger("notifier.sender")
@@ -51,6 +52,18 @@ class SendReport:
     cancelled: int = 0
     total: int = 0  # due when the run started (for progress bars)
     started: float = field(default_factory=time.monotonic)
+    # (incident ref or "-", kind) -> outcome -> count, for one log line per mailing
+    mailings: dict[tuple[str, str], Counter[str]] = field(default_factory=dict)
+
+    def count(self, message: Message, outcome: str) -> None:
+        key = (f"INC-{message.incident_id}" if message.incident_id else "-", message.kind)
+        self.mailings.setdefault(key, Counter())[outcome] += 1
+
+    def summary_lines(self) -> list[str]:
+        return [
+            f"{ref} {kind}: " + ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+            for (ref, kind), counts in sorted(self.mailings.items())
+        ]
 
     @property
     def done(self) -> int:
@@ -88,11 +101,13 @@ class Sender:
         transport: Transport,
         *,
         renderer: Renderer | None = None,
+        webhook_transport: Transport | None = None,
         worker: str | None = None,
         concurrency: int | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.engine, self.config, self.transport = engine, config, transport
+        self.transports: dict[str, Transport | None] = {"email": transport, "webhook": webhook_transport}
         self.renderer = renderer or Renderer(config)
         self.worker = worker or default_worker_id()
         self.concurrency = concurrency or config.smtp.connections
@@ -110,6 +125,7 @@ class Sender:
         self._incidents: dict[int, Incident] = {}
         self._updates: dict[int, Update] = {}
         self._latest_update: dict[int, int] = {}
+        self._callbacks: dict[int, dict[str, Any]] = {}
         self._secret: bytes | None = None
         self.report = SendReport()
 
@@ -239,7 +255,22 @@ class Sender:
             if update_ids:
                 for update in session.execute(select(Update).where(Update.id.in_(update_ids))).scalars():  # type: ignore[union-attr]
                     self._updates[update.id] = update  # type: ignore[index]
+            callback_ids = {
+                m.callback_id for m, _ in rows if m.callback_id is not None
+            } - self._callbacks.keys()
+            if callback_ids:
+                self._load_callbacks(session, callback_ids)
         return [_Job(message, subscriber) for message, subscriber in rows]
+
+    def _load_callbacks(self, session: Any, callback_ids: set[int]) -> None:
+        query = (
+            select(Callback, Call, Subscriber)
+            .join(Call, Call.id == Callback.call_id)
+            .outerjoin(Subscriber, Subscriber.id == Call.subscriber_id)
+            .where(Callback.id.in_(callback_ids))  # type: ignore[union-attr]
+        )
+        for callback, call, subscriber in session.execute(query).all():
+            self._callbacks[callback.id] = {"callback": callback, "call": call, "subscriber": subscriber}
 
     def _load_incidents(self, session: Any, incident_ids: set[int]) -> None:
         """Refresh incidents each batch: a resolve or a newer update may have happened meanwhile."""
@@ -275,16 +306,23 @@ class Sender:
         )
 
     def build(self, job: _Job) -> bytes:
-        """Render and compose one message to bytes (public for preview and benchmarks)."""
+        """Render and compose one message to the bytes its channel sends (MIME or JSON)."""
         message, subscriber = job.message, job.subscriber
         incident = self._incidents[message.incident_id] if message.incident_id is not None else None
         update = self._updates.get(message.update_id) if message.update_id is not None else None
+        extra: dict[str, Any] = {}
+        if message.callback_id is not None:
+            extra = dict(self._callbacks[message.callback_id])
         url = self._unsubscribe_url(subscriber.id) if subscriber is not None else ""  # type: ignore[arg-type]
         rendered = self.renderer.render(
             message.kind, incident=incident, locale=message.locale,  # type: ignore[arg-type]
-            region=subscriber.region if subscriber else None, subscriber=subscriber, update=update,
-            unsubscribe_url=url,
+            region=subscriber.region if subscriber else None, subscriber=subscriber or extra.pop("subscriber", None),
+            update=update, unsubscribe_url=url, **extra,
         )  # fmt: skip
+        if message.channel == "webhook":
+            from notifier.delivery.webhook import webhook_payload
+
+            return webhook_payload(message.kind, incident, rendered, update, callback=extra.get("callback"))
         composer = self._composers.get(message.locale, self._composers["ru"])
         return composer.compose(
             message_id=message_id(message.id, self.domain),  # type: ignore[arg-type]
@@ -302,19 +340,63 @@ class Sender:
         reason = self._stale_reason(job)
         if reason:
             results.cancelled.append((message.id, reason))  # type: ignore[arg-type]
+            self.report.count(message, "cancelled")
+            return
+        transport = self.transports.get(message.channel)
+        if transport is None:
+            results.retry.append(
+                (message.id, message.attempts, f"no {message.channel} transport in this sender")
+            )  # type: ignore[arg-type]
+            self.report.count(message, "to retry")
             return
         data = self.build(job)
-        outcome = await self.transport.send(self.config.smtp.from_address, message.recipient, data)
+        outcome = await transport.send(self.config.smtp.from_address, message.recipient, data)
         if outcome.status == "sent":
             results.sent.append(message.id)  # type: ignore[arg-type]
+            self.report.count(message, "sent")
         elif outcome.status == "permanent" and job.subscriber is not None:
             results.bounced.append((message.id, job.subscriber.id, outcome.detail))  # type: ignore[arg-type]
+            self.report.count(message, "bounced")
             log.info("message %s to %s bounced: %s", message.id, message.recipient, outcome.detail)
         elif outcome.status in ("permanent", "permanent_message"):
             results.failed.append((message.id, outcome.detail))  # type: ignore[arg-type]
+            self.report.count(message, "failed")
         else:
-            attempts = message.attempts
-            results.retry.append((message.id, attempts, outcome.detail))  # type: ignore[arg-type]
+            results.retry.append((message.id, message.attempts, outcome.detail))  # type: ignore[arg-type]
+            self.report.count(message, "to retry")
+            if outcome.ambiguous:
+                log.warning("message %s to %s: %s (it may have been delivered; a retry may duplicate it)",
+                            message.id, message.recipient, outcome.detail)  # fmt: skip
+
+
+async def open_transports(config: Config) -> dict[str, Transport]:
+    """One transport per channel, started: SMTP (the pool) and, when available, webhooks."""
+    from notifier.delivery.smtp import SmtpTransport
+
+    transports: dict[str, Any] = {"email": SmtpTransport(config.smtp, password=config.smtp.password())}
+    try:
+        from notifier.delivery.webhook import WebhookTransport
+    except ImportError:  # pragma: no cover - the webhook transport ships with the hotline
+        pass
+    else:
+        transports["webhook"] = WebhookTransport()
+    opened: dict[str, Any] = {}
+    try:
+        for channel, transport in transports.items():
+            await transport.__aenter__()
+            opened[channel] = transport
+    except BaseException:
+        await close_transports(opened)
+        raise
+    return opened
+
+
+async def close_transports(transports: dict[str, Any]) -> None:
+    for transport in transports.values():
+        try:
+            await transport.__aexit__(None, None, None)
+        except Exception:  # noqa: BLE001 - closing is best effort
+            log.debug("closing a transport failed", exc_info=True)
 
 
 async def send_due(
@@ -324,12 +406,16 @@ async def send_due(
     on_progress: Callable[[SendReport], None] | None = None,
     worker: str | None = None,
 ) -> SendReport:
-    """Send everything due now over SMTP and return the counts (what `notifier send` does)."""
-    from notifier.delivery.smtp import SmtpTransport
-
+    """Send everything due now and return the counts (what `notifier send` does)."""
     renderer = Renderer(config)
     renderer.ensure_ready(("status", "apology"))
     config.secret()  # fail before claiming anything if unsubscribe links cannot be signed
-    async with SmtpTransport(config.smtp, password=config.smtp.password()) as transport:
-        sender = Sender(engine, config, transport, renderer=renderer, worker=worker)
+    transports = await open_transports(config)
+    try:
+        sender = Sender(
+            engine, config, transports["email"], renderer=renderer, webhook_transport=transports.get("webhook"),
+            worker=worker,
+        )  # fmt: skip
         return await sender.run(on_progress=on_progress)
+    finally:
+        await close_transports(transports)

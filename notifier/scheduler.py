@@ -1,0 +1,242 @@
+"""The daemon behind `notifier serve`: an APScheduler AsyncIOScheduler that only ticks.
+
+Owns which periodic job calls what (deliver due messages; housekeeping: reclaim expired
+leases, stale-incident reminders, callback escalations), the single-daemon guard on
+SQLite, and a graceful stop. All business state is in the database: a tick looks at
+what is due *now*, so a restart loses nothing and whatever came due while the daemon was
+down goes out on the first tick. This is the only module that imports apscheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import text, update
+from sqlalchemy.engine import Engine
+
+from notifier.config import Config
+from notifier.db import is_sqlite, write_session
+from notifier.delivery.sender import Sender, SendReport, close_transports, open_transports
+from notifier.errors import DeliveryError, NotifierError
+from notifier.models import Message, utcnow
+from notifier.rendering import Renderer
+
+log = logging.getLogger("notifier.serve")
+
+HOUSEKEEPING_LOCK = 0x6E6F7469  # PostgreSQL advisory lock key: one daemon at a time does housekeeping
+
+
+class AlreadyRunning(NotifierError):
+    exit_code = 1
+
+
+class SingleDaemonLock:
+    """On SQLite only one `serve` may run per database file: an OS lock next to it."""
+
+    def __init__(self, database_path: str) -> None:
+        self.path = Path(database_path + ".serve.lock")
+        self._handle: Any = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            other = handle.read().strip() or "?"
+            handle.close()
+            raise AlreadyRunning(
+                f"another `notifier serve` (pid {other}) is already running on this SQLite database; "
+                "stop it first, or use PostgreSQL to run several"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def reclaim_expired_leases(engine: Engine, now: datetime) -> int:
+    """Messages claimed by a sender that died: back to 'retry' so any sender takes them."""
+    with write_session(engine) as session:
+        result = session.exec(  # type: ignore[call-overload]
+            update(Message)
+            .where(Message.state == "sending", Message.lease_until < now)  # type: ignore[operator]
+            .values(state="retry", lease_until=None, last_error="lease expired: its sender stopped")
+            .execution_options(preserve_rowcount=True)
+        )
+        return result.rowcount
+
+
+class Daemon:
+    """Ticks deliveries and housekeeping until stopped; see the module docstring."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: Config,
+        *,
+        transports: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        web: Callable[[asyncio.Event], Awaitable[None]] | None = None,
+    ) -> None:
+        self.engine, self.config = engine, config
+        self.stop = asyncio.Event()
+        self.renderer = Renderer(config)
+        self._make_transports = transports or self._default_transports
+        self._transports: dict[str, Any] | None = None
+        self._web = web
+        self._delivering: asyncio.Task[Any] | None = None
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+
+    async def _default_transports(self) -> dict[str, Any]:
+        return await open_transports(self.config)
+
+    async def _close_transports(self) -> None:
+        transports, self._transports = self._transports, None
+        await close_transports(transports or {})
+
+    # -- jobs --------------------------------------------------------------------------
+
+    async def deliver(self) -> SendReport | None:
+        """One pass: send everything due now, then return (the next tick looks again).
+
+        The pass runs in its own task, shielded: stopping the scheduler must not cancel
+        sends in flight; ``run`` waits for it within the shutdown grace instead.
+        """
+        if self.stop.is_set():
+            return None
+        self._delivering = asyncio.create_task(self._deliver_pass())
+        return await asyncio.shield(self._delivering)
+
+    async def _deliver_pass(self) -> SendReport | None:
+        if self._transports is None:
+            self._transports = await self._make_transports()
+        sender = Sender(
+            self.engine, self.config, self._transports["email"], renderer=self.renderer,
+            webhook_transport=self._transports.get("webhook"),
+        )  # fmt: skip
+        try:
+            report = await sender.run(stop=self.stop, until_empty=True)
+        except DeliveryError as exc:
+            log.error("delivery stopped: %s (will try again on the next tick)", exc)
+            await self._close_transports()
+            return None
+        for line in report.summary_lines():
+            log.info(line)
+        return report
+
+    def housekeeping(self) -> dict[str, int]:
+        """Reclaim expired leases, remind about silent incidents, escalate overdue callbacks.
+
+        On PostgreSQL several daemons may run: an advisory lock makes one of them do it.
+        """
+        now = utcnow()
+        done: dict[str, int] = {}
+        with write_session(self.engine) as session:
+            if not is_sqlite(self.engine):
+                got = session.execute(
+                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": HOUSEKEEPING_LOCK}
+                ).scalar()
+                if not got:
+                    return done
+            try:
+                from notifier import hotline
+            except ImportError:  # pragma: no cover - the hotline module ships with its issue
+                hotline = None  # type: ignore[assignment]
+            if hotline is not None:
+                done["reminders"] = hotline.queue_stale_reminders(session, self.config, now)
+                done["escalations"] = hotline.queue_escalations(session, self.config, now)
+        done["reclaimed"] = reclaim_expired_leases(self.engine, now)
+        for what, n in done.items():
+            if n:
+                log.info("housekeeping: %d %s", n, what)
+        return done
+
+    async def _housekeeping(self) -> None:
+        await asyncio.to_thread(self.housekeeping)
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until SIGTERM/SIGINT (or ``self.stop``); in-flight sends finish first."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        serve = self.config.serve
+        now = datetime.now(UTC)
+        # Both jobs run at once on start: whatever came due while we were down goes out now.
+        # coalesce + max_instances=1: a long mailing is one run, not a pile of overlapping ones;
+        # a generous misfire grace: a late tick still runs (the database says what is due).
+        common = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600, "next_run_time": now}
+        self.scheduler.add_job(
+            self.deliver, "interval", seconds=serve.tick.total_seconds(), id="deliver", **common
+        )
+        self.scheduler.add_job(
+            self._housekeeping,
+            "interval",
+            seconds=serve.housekeeping.total_seconds(),
+            id="housekeeping",
+            **common,
+        )
+        self.scheduler.start()
+        log.info(
+            "notifier serve started: pid %d, database %s, SMTP %s:%d, tick %ss",
+            os.getpid(), self.config.database_url.split("@")[-1], self.config.smtp.host, self.config.smtp.port,
+            serve.tick.total_seconds(),
+        )  # fmt: skip
+        web_task = asyncio.create_task(self._web(self.stop)) if self._web else None
+        try:
+            await self.stop.wait()
+        finally:
+            self.scheduler.shutdown(wait=False)
+            await self._finish_in_flight(serve.shutdown_grace.total_seconds())
+            if web_task is not None:
+                try:
+                    await asyncio.wait_for(web_task, timeout=5)
+                except (TimeoutError, asyncio.CancelledError):
+                    web_task.cancel()
+            await self._close_transports()
+            log.info("notifier serve stopped")
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("%s received: no new claims; finishing the messages in flight", sig.name)
+        self.stop.set()
+
+    async def _finish_in_flight(self, grace: float) -> None:
+        task = self._delivering
+        if task is None or task.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=grace)
+        except TimeoutError:
+            log.warning("in-flight sends did not finish within %.0f s; their leases will expire", grace)
+            task.cancel()
+
+
+def run_daemon(
+    engine: Engine, config: Config, *, web: Callable[[asyncio.Event], Awaitable[None]] | None = None
+) -> None:
+    """What `notifier serve` runs: the single-daemon guard, then the loop."""
+    lock = SingleDaemonLock(config.database_url.removeprefix("sqlite:///")) if is_sqlite(engine) else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        asyncio.run(Daemon(engine, config, web=web).run())
+    finally:
+        if lock is not None:
+            lock.release()
