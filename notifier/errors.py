@@ -55,3 +55,14 @@ class DatabaseError(NotifierError):
 
 class DeliveryError(NotifierError):
     """Sending cannot go on at all (authentication refused, sender address refused)."""
+
+
+class CallbackNotFound(NotFoundError):
+    def __init__(self, callback_id: int | str) -> None:
+        super().__init__(
+            f"No callback by the id of {callback_id!r} was found (see: notifier callbacks --all)."
+        )
+
+
+class CallbackClosed(NotifierError):
+    """A callback that is already done cannot be closed again."""
