@@ -1,0 +1,115 @@
+"""The web side of ``notifier serve``: public status page, status API and feed, one-click
+unsubscribe, the support console and the alert webhook, as one FastAPI app.
+
+``create_app(config, engine)`` is the only entry point: settings are passed in (nothing is
+read at import time), the signing secret and the alert token are read from the environment
+once, here. The app holds no state besides ``app.state``; business state is in the database.
+Routes live one module per concern: ``public``, ``api``, ``feed``, ``unsubscribe``,
+``console`` (and ``console_hotline``), ``alerts``; shared dependencies in ``deps``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.engine import Engine
+from starlette.middleware.sessions import SessionMiddleware
+
+from notifier.config import Config, default_templates_dir
+from notifier.models import utcnow
+from notifier.rendering import Renderer
+from notifier.web import text
+
+__all__ = ["create_app"]
+
+SESSION_COOKIE = "notifier_console"
+_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
+
+
+def _templates(config: Config, locale: str) -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(default_templates_dir() / "web"))
+    env = templates.env
+    env.globals.update(
+        t=text.translator(locale), label=text.translator(locale), local=text.local_time(config, locale),
+        duration=text.duration(locale), config=config, locale=locale,
+        company=config.notifier.company.get(locale),
+        region_name=lambda code: config.regions[code].name.get(locale) if code in config.regions else code,
+        service_name=lambda code: config.services[code].name.get(locale) if code in config.services else code,
+    )  # fmt: skip
+    return templates
+
+
+async def _security_headers(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    response = await call_next(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")  # unsubscribe tokens live in URLs
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Content-Security-Policy", _CSP)
+    if request.url.path.startswith(("/console", "/unsubscribe")):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    """The whole web app over ``engine``; ``clock`` gives "now" (tests may pin it).
+
+    Raises ConfigError when the signing secret ([notifier].secret_env) is not set: it signs
+    both unsubscribe links and console sessions.
+    """
+    from notifier.web import alerts, api, console, errors, feed, public, unsubscribe
+
+    secret = config.secret()
+    locale = config.notifier.default_locale
+    app = FastAPI(
+        title=f"{config.notifier.company.get(locale)}: status API",
+        summary="Statuspage-compatible status API, Atom feed and Alertmanager webhook.",
+        docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json",
+    )  # fmt: skip
+    app.state.config, app.state.engine, app.state.clock = config, engine, clock
+    app.state.secret = secret
+    app.state.alert_token = os.environ.get(config.serve.alert_token_env, "").strip()
+    app.state.templates = _templates(config, locale)
+    app.state.t = text.translator(locale)
+    app.state.local = text.local_time(config, locale)
+    app.state.renderer = Renderer(config)
+
+    session_key = hmac.new(secret, b"notifier:console-session", hashlib.sha256).hexdigest()
+    app.add_middleware(
+        SessionMiddleware, secret_key=session_key, session_cookie=SESSION_COOKIE, path="/console",
+        max_age=12 * 3600, same_site="lax", https_only=config.notifier.public_base_url.startswith("https://"),
+    )  # fmt: skip
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_credentials=False)
+    app.middleware("http")(_security_headers)
+    errors.install(app)
+
+    app.include_router(public.router)
+    app.include_router(api.router)
+    app.include_router(feed.router)
+    app.include_router(unsubscribe.router)
+    app.include_router(console.router)
+    app.include_router(alerts.router)
+    _include_hotline(app)
+    return app
+
+
+def _include_hotline(app: FastAPI) -> None:
+    """The hotline screens need ``notifier.hotline``; without it the console simply lacks them."""
+    try:
+        from notifier.web import console_hotline
+    except ImportError:
+        app.state.hotline = False
+        return
+    app.state.hotline = True
+    app.include_router(console_hotline.router)

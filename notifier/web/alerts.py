@@ -1,0 +1,170 @@
+"""``POST /api/alerts/alertmanager``: Prometheus Alertmanager's webhook (payload version 4)
+declares incidents.
+
+A firing alert labelled with a ``service`` and a ``region`` declares an incident for that
+service, or widens the open one to the region; a resolved alert moves the open incident to
+monitoring (a person resolves it: the apology needs a cause and measures). Alertmanager
+repeats notifications, so every step is idempotent. Requests carry
+``Authorization: Bearer <token>``, the token taken from the environment variable
+``[serve].alert_token_env`` names. Bad payloads get a 4xx JSON reason, never a 500.
+Titles and messages are written here, never copied from alert annotations: annotations
+are for engineers, incident titles go to subscribers.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from notifier import incidents
+from notifier.config import SEVERITIES, Config
+from notifier.db import write_session
+from notifier.models import Incident
+from notifier.rendering import Renderer
+from notifier.web.deps import ConfigDep, EngineDep, NowDep
+
+SERVICE_LABEL, REGION_LABEL, SEVERITY_LABEL = "service", "region", "severity"
+BY = "alertmanager"
+_TITLE = {"ru": "Нарушена работа сервиса «{name}»", "en": "{name} is disrupted"}
+_RECOVERED = {
+    "ru": "По данным мониторинга, работа восстановилась. Следим за стабильностью.",
+    "en": "Monitoring shows the service has recovered. We are watching it closely.",
+}
+
+
+class Alert(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str] = Field(default_factory=dict, max_length=100)
+    annotations: dict[str, str] = Field(default_factory=dict, max_length=100)
+    startsAt: datetime | None = None  # noqa: N815 (Alertmanager's own field names)
+    endsAt: datetime | None = None  # noqa: N815
+    fingerprint: str = ""
+
+
+class AlertmanagerPayload(BaseModel):
+    """Alertmanager's webhook body (https://prometheus.io/docs/alerting/latest/configuration/#webhook_config)."""
+
+    model_config = ConfigDict(extra="allow")
+    version: Literal["4"] = "4"
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    groupKey: str = ""  # noqa: N815
+    alerts: list[Alert] = Field(min_length=1, max_length=1000)
+
+
+class AlertResult(BaseModel):
+    actions: list[dict[str, Any]]
+    ignored: list[dict[str, Any]]
+
+
+def _refuse(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": {"status": status, "message": reason}}, status_code=status)
+
+
+def require_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    """Checked before the body is read: a caller without the token learns nothing about payloads."""
+    expected: str = request.app.state.alert_token
+    if not expected:
+        env = request.app.state.config.serve.alert_token_env
+        raise HTTPException(503, f"The alert webhook is off: set the environment variable {env} to a token.")
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise HTTPException(
+            401, "A valid 'Authorization: Bearer <token>' header is required.", {"WWW-Authenticate": "Bearer"}
+        )
+
+
+def _open_for(open_incidents: list[Incident], service: str) -> Incident | None:
+    """The newest open incident that covers ``service`` (one with no services covers all)."""
+    for incident in open_incidents:  # newest first
+        if not incident.services or service in incident.services:
+            return incident
+    return None
+
+
+def _check(config: Config, alert: Alert) -> str | None:
+    service, region = alert.labels.get(SERVICE_LABEL), alert.labels.get(REGION_LABEL)
+    if not service or not region:
+        return f"needs the labels {SERVICE_LABEL!r} and {REGION_LABEL!r}"
+    if service not in config.services:
+        return f"unknown service {service!r}"
+    if region not in config.regions:
+        return f"unknown region {region!r}"
+    return None
+
+
+router = APIRouter(prefix="/api/alerts", tags=["alerts"], dependencies=[Depends(require_token)])
+
+
+@router.post("/alertmanager", response_model=AlertResult, responses={
+    401: {"description": "missing or wrong bearer token"}, 422: {"description": "nothing in the payload could be used"},
+    503: {"description": "the webhook has no token configured"}})  # fmt: skip
+def alertmanager(payload: AlertmanagerPayload, engine: EngineDep, config: ConfigDep, now: NowDep) -> Any:
+    """Declare, widen or calm incidents from Alertmanager alerts labelled with service and region."""
+    usable, ignored = [], []
+    for index, alert in enumerate(payload.alerts):
+        reason = _check(config, alert)
+        if reason:
+            ignored.append({"alert": index, "reason": reason})
+        else:
+            usable.append(alert)
+    if not usable:
+        return _refuse(
+            422, "No alert could be used: " + "; ".join(f"alert {i['alert']}: {i['reason']}" for i in ignored)
+        )
+    if any(a.status == "firing" for a in usable) and config.mailing.send_status_notices:
+        Renderer(config).ensure_ready(["status"])
+    firing = {(a.labels[SERVICE_LABEL], a.labels[REGION_LABEL]) for a in usable if a.status == "firing"}
+    actions: list[dict[str, Any]] = []
+    with write_session(engine) as session:
+        open_incidents = incidents.list_incidents(session, open_only=True, limit=500)
+        for alert in usable:
+            service, region = alert.labels[SERVICE_LABEL], alert.labels[REGION_LABEL]
+            incident = _open_for(open_incidents, service)
+            if alert.status == "firing":
+                actions.append(_fire(session, config, alert, incident, open_incidents, now))
+            elif incident is not None and not any(s == service for s, _ in firing):
+                actions.append(_calm(session, config, incident, now))
+            else:
+                actions.append({"action": "none", "service": service, "region": region})
+    return {"actions": actions, "ignored": ignored}
+
+
+def _fire(
+    session: Any, config: Config, alert: Alert, incident: Incident | None, open_incidents: list[Incident],
+    now: datetime,
+) -> dict[str, Any]:  # fmt: skip
+    service, region = alert.labels[SERVICE_LABEL], alert.labels[REGION_LABEL]
+    if incident is None:
+        locale = config.notifier.default_locale
+        severity = alert.labels.get(SEVERITY_LABEL, "major")
+        started = alert.startsAt if alert.startsAt and alert.startsAt.tzinfo else None
+        if started is not None and not (now - timedelta(days=7) <= started <= now):
+            started = None
+        result = incidents.declare(
+            session, config, title=_TITLE[locale].format(name=config.services[service].name.get(locale)),
+            regions=[region], services=[service], severity=severity if severity in SEVERITIES else "major",
+            started_at=started, by=BY, now=now,
+        )  # fmt: skip
+        open_incidents.insert(0, result.incident)
+        return {"action": "declared", "incident": result.incident.ref, "affected": result.affected}
+    if region in incident.regions:
+        return {"action": "none", "incident": incident.ref, "reason": "already covered"}
+    result = incidents.widen_scope(
+        session, config, incident.id, add_regions=[region], add_services=[], by=BY, now=now
+    )  # type: ignore[arg-type]
+    return {"action": "widened", "incident": incident.ref, "added": result.added, "affected": result.affected}
+
+
+def _calm(session: Any, config: Config, incident: Incident, now: datetime) -> dict[str, Any]:
+    if incident.status not in ("investigating", "identified"):
+        return {"action": "none", "incident": incident.ref, "reason": f"already {incident.status}"}
+    message = _RECOVERED[config.notifier.default_locale]
+    incidents.post_update(session, config, incident.id, status="monitoring", message=message, by=BY, now=now)  # type: ignore[arg-type]
+    return {"action": "monitoring", "incident": incident.ref}

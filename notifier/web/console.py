@@ -1,0 +1,254 @@
+"""The support console under ``/console``: log in with a personal token, run incidents.
+
+Owns the console's routes: login and logout, the incident list with delivery progress,
+declaring (with a live count of the affected), posting updates, widening scope, resolving
+with cause, measures and compensation, and previewing the apology exactly as a subscriber
+would get it before it is sent. Every change goes through ``notifier.incidents`` with the
+logged-in user as ``by``. Sessions live in a signed cookie scoped to ``/console``; every
+POST (login included) must carry the session's CSRF token (checked router-wide).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from notifier import incidents, outbox, users
+from notifier.config import Config
+from notifier.db import read_session, write_session
+from notifier.errors import UsageError
+from notifier.incidents import StepResult
+from notifier.rendering import Renderer
+from notifier.web.deps import (
+    ConfigDep,
+    EngineDep,
+    ReadSession,
+    TemplatesDep,
+    UserDep,
+    check_csrf,
+    csrf_token,
+)
+from notifier.web.preview import apology_preview
+
+router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(check_csrf)])
+Text = Annotated[str, Form(max_length=20_000)]
+Codes = Annotated[list[str], Form()]
+
+
+def progress(counts: dict[str, dict[str, int]]) -> dict[str, int]:
+    """Delivery progress across kinds: sent, queued (incl. sending and retrying), failed, cancelled."""
+    total = {"sent": 0, "queued": 0, "failed": 0, "cancelled": 0}
+    for states in counts.values():
+        for state, n in states.items():
+            total[state if state in total else "queued"] += n
+    return total
+
+
+def _redirect(request: Request, url: str, flash: str = "") -> RedirectResponse:
+    if flash:
+        request.session["flash"] = flash
+    return RedirectResponse(url, status_code=303)
+
+
+def _page(
+    request: Request, templates: TemplatesDep, name: str, status_code: int = 200, **context: object
+) -> Response:
+    context.setdefault("flash", request.session.pop("flash", ""))
+    context.update(csrf_token=csrf_token(request), user=context.get("user"))
+    return templates.TemplateResponse(request, f"console/{name}", context, status_code=status_code)
+
+
+def _templates_ready(config: Config, kind: str) -> None:
+    """Refuse to queue anything while a template this step needs is broken (as the CLI does)."""
+    if kind != "status" or config.mailing.send_status_notices:
+        Renderer(config).ensure_ready([kind])
+
+
+def _queued(result: StepResult) -> str:
+    parts = [f"{n} {kind}" for kind, n in (result.queued or {}).items()]
+    return ("queued " + ", ".join(parts)) if parts else "nothing queued"
+
+
+# Login --------------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, templates: TemplatesDep) -> Response:
+    if isinstance(request.session.get("uid"), int):
+        return RedirectResponse("/console", status_code=303)
+    return _page(request, templates, "login.html")
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(request: Request, engine: EngineDep, templates: TemplatesDep, token: Text = "") -> Response:
+    with read_session(engine) as session:
+        user = users.authenticate(session, token)
+    if user is None:
+        return _page(request, templates, "login.html", status_code=401, error="That token is not valid.")
+    request.session.clear()
+    request.session["uid"] = user.id
+    csrf_token(request)  # a fresh token for the new session
+    return _redirect(request, "/console", f"Logged in as {user.name}.")
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    request.session.clear()
+    return RedirectResponse("/console/login", status_code=303)
+
+
+# Incidents ----------------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+def incident_list(request: Request, user: UserDep, session: ReadSession, templates: TemplatesDep) -> Response:
+    rows = [
+        (
+            incident,
+            incidents.audience_size(session, incident.id),
+            progress(outbox.counts(session, incident.id)),
+        )  # type: ignore[arg-type]
+        for incident in incidents.list_incidents(session, limit=100)
+    ]
+    return _page(request, templates, "incidents.html", user=user, rows=rows)
+
+
+@router.get("/affected")
+def affected(
+    user: UserDep,
+    session: ReadSession,
+    config: ConfigDep,
+    region: Annotated[list[str], Query()] = [],  # noqa: B006
+    service: Annotated[list[str], Query()] = [],  # noqa: B006
+) -> JSONResponse:
+    """How many active subscribers an incident over these regions and services would reach."""
+    unknown = [c for c in region if c not in config.regions] + [
+        c for c in service if c not in config.services
+    ]
+    if unknown:
+        return JSONResponse({"error": f"unknown code {unknown[0]!r}"}, status_code=400)
+    count = incidents.count_affected(session, region, service) if region else 0
+    return JSONResponse({"affected": count, "active": incidents.active_subscribers(session)})
+
+
+@router.get("/declare", response_class=HTMLResponse)
+def declare_form(request: Request, user: UserDep, templates: TemplatesDep) -> Response:
+    return _page(request, templates, "declare.html", user=user)
+
+
+@router.post("/declare")
+def declare(
+    request: Request, user: UserDep, engine: EngineDep, config: ConfigDep, title: Text = "",
+    severity: Annotated[str, Form()] = "major", regions: Codes = [], services: Codes = [],  # noqa: B006
+    message: Text = "",
+) -> Response:  # fmt: skip
+    _templates_ready(config, "status")
+    with write_session(engine) as session:
+        result = incidents.declare(
+            session, config, title=title, regions=regions, services=services, severity=severity,
+            message=message, by=user.name,
+        )  # fmt: skip
+    ref = result.incident.ref
+    return _redirect(
+        request,
+        f"/console/incidents/{ref}",
+        f"Declared {ref}: {result.affected} affected, {_queued(result)}.",
+    )
+
+
+@router.get("/incidents/{ref}", response_class=HTMLResponse)
+def incident_page(
+    request: Request, ref: str, user: UserDep, session: ReadSession, templates: TemplatesDep
+) -> Response:
+    incident = incidents.get(session, ref)
+    assert incident.id is not None
+    counts = outbox.counts(session, incident.id)
+    return _page(
+        request, templates, "incident.html", user=user, incident=incident,
+        timeline=list(reversed(incidents.timeline(session, incident.id))),
+        audience=incidents.audience_size(session, incident.id), counts=counts, progress=progress(counts),
+    )  # fmt: skip
+
+
+@router.post("/incidents/{ref}/update")
+def post_update(
+    request: Request, ref: str, user: UserDep, engine: EngineDep, config: ConfigDep,
+    status: Annotated[str, Form()] = "", message: Text = "",
+) -> Response:  # fmt: skip
+    _templates_ready(config, "status")
+    with write_session(engine) as session:
+        result = incidents.post_update(session, config, ref, status=status, message=message, by=user.name)
+    ref = result.incident.ref
+    return _redirect(
+        request, f"/console/incidents/{ref}", f"{ref} is now {result.incident.status}; {_queued(result)}."
+    )
+
+
+@router.post("/incidents/{ref}/scope")
+def widen_scope(
+    request: Request, ref: str, user: UserDep, engine: EngineDep, config: ConfigDep,
+    regions: Codes = [], services: Codes = [],  # noqa: B006
+) -> Response:  # fmt: skip
+    with write_session(engine) as session:
+        result = incidents.widen_scope(
+            session, config, ref, add_regions=regions, add_services=services, by=user.name
+        )
+    ref = result.incident.ref
+    flash = f"{ref}: {result.added} more affected, {result.affected} in all; {_queued(result)}."
+    return _redirect(request, f"/console/incidents/{ref}", flash)
+
+
+@router.post("/incidents/{ref}/resolve")
+def resolve(
+    request: Request, ref: str, user: UserDep, engine: EngineDep, config: ConfigDep,
+    cause: Text = "", measures: Text = "", compensation: Text = "",
+) -> Response:  # fmt: skip
+    _templates_ready(config, "apology")
+    with write_session(engine) as session:
+        result = incidents.resolve(
+            session, config, ref, cause=cause, measures=measures,
+            compensation_text=compensation.strip() or None, by=user.name,
+        )  # fmt: skip
+    ref = result.incident.ref
+    held = " The apology is HELD: give a cause and measures to release it." if result.apology_held else ""
+    flash = f"{ref} is resolved; {result.cancelled} unsent notices cancelled; {_queued(result)}.{held}"
+    return _redirect(request, f"/console/incidents/{ref}", flash)
+
+
+@router.post("/incidents/{ref}/edit")
+def edit(
+    request: Request, ref: str, user: UserDep, engine: EngineDep, config: ConfigDep,
+    cause: Text = "", measures: Text = "", compensation: Text = "",
+) -> Response:  # fmt: skip
+    _templates_ready(config, "apology")
+    with write_session(engine) as session:
+        result = incidents.edit(
+            session, config, ref, cause=cause, measures=measures,
+            compensation_text=compensation.strip() or None, by=user.name,
+        )  # fmt: skip
+    ref = result.incident.ref
+    return _redirect(request, f"/console/incidents/{ref}", f"{ref} edited; {_queued(result)}.")
+
+
+@router.post("/incidents/{ref}/preview", response_class=HTMLResponse)
+def preview(
+    request: Request, ref: str, user: UserDep, session: ReadSession, config: ConfigDep,
+    templates: TemplatesDep, cause: Text = "", measures: Text = "", compensation: Text = "",
+    locale: Annotated[str, Form()] = "", then: Annotated[str, Form()] = "resolve",
+) -> Response:  # fmt: skip
+    """The apology as a sample subscriber of this incident would get it; nothing is saved."""
+    if then not in ("resolve", "edit"):
+        raise UsageError("then must be resolve or edit")
+    incident = incidents.get(session, ref)
+    rendered, sample = apology_preview(
+        request.app.state.renderer, config, incident, cause=cause, measures=measures,
+        compensation=compensation, locale=locale or config.notifier.default_locale,
+        now=request.app.state.clock(),
+    )  # fmt: skip
+    return _page(
+        request, templates, "preview.html", user=user, incident=incident, rendered=rendered, sample=sample,
+        form={"cause": cause, "measures": measures, "compensation": compensation}, then=then,
+        locale=locale or config.notifier.default_locale,
+    )  # fmt: skip

@@ -1,0 +1,89 @@
+"""Words on the web pages in the configured language, and how times are shown to people.
+
+Owns the Russian wording of the pages (English is the key itself), the labels of the
+Statuspage vocabularies, and local times with their zone. Templates reach these through
+the Jinja globals ``t``, ``label`` and ``local`` that ``notifier.web`` installs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from notifier.config import Config
+from notifier.rendering import format_duration, moment, zone_label
+
+RU: dict[str, str] = {
+    "Service status": "Состояние сервисов",
+    "Current incidents": "Текущие сбои",
+    "No incidents right now: everything works.": "Сейчас сбоев нет: всё работает.",
+    "Resolved in the last 30 days": "Устранены за последние 30 дней",
+    "Nothing in the last 30 days.": "За последние 30 дней сбоев не было.",
+    "Services": "Сервисы",
+    "Region": "Регион",
+    "All regions": "Все регионы",
+    "Show": "Показать",
+    "Regions": "Регионы",
+    "all services": "все сервисы",
+    "Severity": "Серьёзность",
+    "Status": "Статус",
+    "Started": "Начало",
+    "Resolved": "Устранён",
+    "Duration": "Длительность",
+    "so far": "пока",
+    "Updates": "Обновления",
+    "Subscribe to the feed": "Лента обновлений (Atom)",
+    "Status API": "API статуса",
+    "Hotline": "Горячая линия",
+    "Times are shown in each region's local time.": "Время указано местное для региона.",
+    "Page not found": "Страница не найдена",
+    "There is no page at this address.": "По этому адресу ничего нет.",
+    "Back to the status page": "На страницу состояния",
+    "Something went wrong": "Что-то пошло не так",
+    "The request could not be completed.": "Запрос не выполнен.",
+    "The service is temporarily unavailable. Please try again in a minute.": "Сервис временно недоступен. Попробуйте через минуту.",
+    "There is no region with that code.": "Региона с таким кодом нет.",
+    "Unsubscribe": "Отписаться",
+    "Unsubscribe from notifications?": "Отписаться от уведомлений?",
+    "You will no longer receive outage notices and letters from us.": "Вы больше не будете получать от нас уведомления о сбоях и письма.",
+    "Yes, unsubscribe": "Да, отписаться",
+    "You are unsubscribed": "Вы отписались",
+    "We will not write to you again. If this was a mistake, contact support:": "Мы больше не будем вам писать. Если это ошибка, напишите в поддержку:",
+    "This unsubscribe link is not valid": "Ссылка для отписки недействительна",
+    "Please use the link from the latest letter, or contact support:": "Воспользуйтесь ссылкой из последнего письма или напишите в поддержку:",
+    "operational": "работает",
+    "degraded_performance": "работает с перебоями",
+    "partial_outage": "частичный сбой",
+    "major_outage": "не работает",
+    "investigating": "выясняем причину",
+    "identified": "причина найдена, устраняем",
+    "monitoring": "работа восстановлена, следим",
+    "resolved": "устранён",
+    "minor": "незначительный",
+    "major": "серьёзный",
+    "critical": "критический",
+    "The incident is resolved.": "Сбой устранён.",
+    "We are looking into it and will post news here.": "Мы разбираемся и сообщим новости здесь.",
+}
+
+
+def translator(locale: str) -> Callable[[str], str]:
+    table = RU if locale == "ru" else {}
+    return lambda text: table.get(text, text)
+
+
+def local_time(config: Config, locale: str) -> Callable[..., str]:
+    """``local(at, region)``: ``23 ноября 2026 г., 10:05 по времени Екатеринбурга``."""
+    fallback = next(iter(config.regions))
+
+    def local(at: datetime | None, region: str | None = None) -> str:
+        if at is None:
+            return ""
+        area = config.regions.get(region or fallback) or config.regions[fallback]
+        return moment(at, area.zone, zone_label(area.timezone, locale), locale)["text"]
+
+    return local
+
+
+def duration(locale: str) -> Callable[[datetime, datetime], str]:
+    return lambda start, end: format_duration(end - start, locale)
