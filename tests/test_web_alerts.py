@@ -1,0 +1,151 @@
+"""The Alertmanager webhook over real HTTP: bearer token, declaring, widening, calming, and
+4xx JSON with a reason for anything it cannot use (never a 500), on both databases."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from notifier import incidents
+from notifier.db import read_session
+from notifier.web import create_app
+from tests.web_server import running
+
+TOKEN = "alert-token-0123456789"
+URL = "/api/alerts/alertmanager"
+
+
+@pytest.fixture
+def web(config: Any, engine: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[httpx.Client]:
+    monkeypatch.setenv(config.serve.alert_token_env, TOKEN)
+    with running(create_app(config, engine)) as url:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=20) as client:
+            yield client
+
+
+def payload(*alerts: dict[str, Any], status: str = "firing") -> dict[str, Any]:
+    return {"version": "4", "groupKey": "{}:{alertname=\"ReportsDown\"}", "truncatedAlerts": 0, "status": status,
+            "receiver": "notifier", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+            "externalURL": "http://alertmanager.local", "alerts": list(alerts)}  # fmt: skip
+
+
+def alert(
+    service: str = "tax-reporting", region: str = "66", status: str = "firing", **labels: str
+) -> dict[str, Any]:
+    return {"status": status, "labels": {"alertname": "ReportsDown", "service": service, "region": region, **labels},
+            "annotations": {"summary": "db-7 is down, secret internal host"},
+            "startsAt": "2020-01-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus.local/graph", "fingerprint": "abc"}  # fmt: skip
+
+
+def _open(engine: Any) -> list[Any]:
+    with read_session(engine) as session:
+        return incidents.list_incidents(session, open_only=True)
+
+
+def test_a_firing_alert_declares_an_incident_with_a_public_title(web, engine) -> None:
+    response = web.post(URL, json=payload(alert(severity="critical")))
+    assert response.status_code == 200
+    assert response.json()["actions"][0]["action"] == "declared"
+    (incident,) = _open(engine)
+    assert (
+        incident.regions == ["66"]
+        and incident.services == ["tax-reporting"]
+        and incident.severity == "critical"
+    )
+    assert incident.declared_by == "alertmanager" and "secret" not in incident.title
+    assert "Налоговая отчётность" in incident.title
+
+
+def test_repeated_firing_changes_nothing_and_another_region_widens(web, engine) -> None:
+    web.post(URL, json=payload(alert()))
+    assert web.post(URL, json=payload(alert())).json()["actions"][0]["action"] == "none"
+    assert web.post(URL, json=payload(alert(region="74"))).json()["actions"][0]["action"] == "widened"
+    (incident,) = _open(engine)
+    assert incident.regions == ["66", "74"]
+
+
+def test_a_resolved_alert_moves_the_incident_to_monitoring(web, engine) -> None:
+    web.post(URL, json=payload(alert()))
+    response = web.post(URL, json=payload(alert(status="resolved"), status="resolved"))
+    assert response.json()["actions"][0]["action"] == "monitoring"
+    (incident,) = _open(engine)
+    assert incident.status == "monitoring"
+    again = web.post(URL, json=payload(alert(status="resolved"), status="resolved"))
+    assert again.json()["actions"][0]["action"] == "none"
+
+
+def test_a_resolved_alert_without_an_open_incident_does_nothing(web, engine) -> None:
+    response = web.post(URL, json=payload(alert(status="resolved"), status="resolved"))
+    assert response.status_code == 200 and _open(engine) == []
+
+
+def test_alerts_without_our_labels_are_ignored_with_a_reason(web, engine) -> None:
+    other = {"status": "firing", "labels": {"alertname": "HighCPU"}}
+    response = web.post(URL, json=payload(other, alert()))
+    assert response.status_code == 200
+    assert "needs the labels" in response.json()["ignored"][0]["reason"]
+    response = web.post(URL, json=payload(other, alert(service="nope")))
+    assert response.status_code == 422 and "unknown service 'nope'" in response.json()["error"]["message"]
+    assert len(_open(engine)) == 1
+
+
+def test_no_or_a_wrong_token_is_refused(web, engine) -> None:
+    for headers in (
+        {"Authorization": ""},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {TOKEN}"},
+    ):
+        response = web.post(URL, json=payload(alert()), headers=headers)
+        assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    assert _open(engine) == []
+
+
+def test_without_a_configured_token_the_webhook_is_off(config, engine, monkeypatch) -> None:
+    monkeypatch.delenv(config.serve.alert_token_env, raising=False)
+    with running(create_app(config, engine)) as url:
+        response = httpx.post(url + URL, json=payload(alert()), headers={"Authorization": "Bearer x"})
+    assert response.status_code == 503 and config.serve.alert_token_env in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("body", ["not json", "[]", "{}", '{"status": "firing", "alerts": []}',
+                                  '{"status": "burning", "alerts": [{"status": "firing"}]}',
+                                  '{"status": "firing", "alerts": [{"status": "firing", "labels": {"service": 1}}]}'])  # fmt: skip
+def test_bad_payloads_get_a_4xx_with_a_reason(web, engine, body) -> None:
+    response = web.post(URL, content=body, headers={"Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500
+    assert response.json()["error"]["message"]
+    assert _open(engine) == []
+
+
+_label = st.one_of(
+    st.sampled_from(["66", "74", "tax-reporting", "edo", "", "critical"]), st.text(max_size=20)
+)
+_alert = st.fixed_dictionaries(
+    {"status": st.sampled_from(["firing", "resolved", "pending"]),
+     "labels": st.dictionaries(st.sampled_from(["service", "region", "severity", "x"]), _label, max_size=4)},
+    optional={"startsAt": st.one_of(st.text(max_size=30), st.sampled_from(["2020-01-01T00:00:00Z", "3000-01-01T00:00:00Z"])),
+              "annotations": st.dictionaries(st.text(max_size=5), st.text(max_size=20), max_size=2)},
+)  # fmt: skip
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                     max_leaves=10)  # fmt: skip
+_body = st.one_of(
+    st.fixed_dictionaries({"status": st.sampled_from(["firing", "resolved"]), "alerts": st.lists(_alert, max_size=4)},
+                          optional={"version": st.sampled_from(["4", "3", 4])}),
+    _json,
+)  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_body)
+def test_no_payload_gets_a_server_error(web, body) -> None:
+    response = web.post(URL, content=json.dumps(body), headers={"Content-Type": "application/json"})
+    assert response.status_code < 500, response.text
+    assert "error" in response.json() or "actions" in response.json()

@@ -1,0 +1,204 @@
+"""The support console over real HTTP: login with personal tokens, sessions, CSRF on every
+form, and the incident screens, each change recorded with who made it; on both databases."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from notifier import incidents, users
+from notifier.cli.common import AppState
+from notifier.db import read_session, write_session
+from notifier.web import create_app
+from tests.web_server import running
+
+
+@pytest.fixture
+def base_url(config: Any, engine: Any) -> Iterator[str]:
+    with running(create_app(config, engine)) as url:
+        yield url
+
+
+@pytest.fixture
+def token(engine: Any) -> str:
+    with write_session(engine) as session:
+        return users.add(session, "Ivanova")[1]
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+@pytest.fixture
+def console(base_url: str, token: str) -> Iterator[httpx.Client]:
+    """A logged-in client; ``console.csrf`` is its session's CSRF token."""
+    with httpx.Client(base_url=base_url, timeout=20) as client:
+        form = client.get("/console/login")
+        response = client.post("/console/login", data={"token": token, "csrf_token": _csrf(form.text)})
+        assert response.status_code == 303 and response.headers["location"] == "/console"
+        client.csrf = _csrf(client.get("/console").text)  # type: ignore[attr-defined]
+        yield client
+
+
+def _incidents(engine: Any) -> list[Any]:
+    with read_session(engine) as session:
+        return incidents.list_incidents(session)
+
+
+def _declare(console: httpx.Client, **fields: Any) -> httpx.Response:
+    data = {"csrf_token": console.csrf, "title": "Не отправляются отчёты", "severity": "major",  # type: ignore[attr-defined]
+            "regions": ["66"], "services": ["tax-reporting"], "message": "Ищем причину", **fields}  # fmt: skip
+    return console.post("/console/declare", data=data)
+
+
+# Users ----------------------------------------------------------------------------------
+
+
+def test_users_add_prints_a_token_once_and_stores_only_its_hash(config_path, engine) -> None:
+    from notifier.cli.users import users_app
+
+    result = CliRunner().invoke(users_app, ["add", "petrov"], obj=AppState(config_path=config_path))
+    assert result.exit_code == 0, result.output
+    token = result.output.split()[-1]
+    with read_session(engine) as session:
+        (user,) = users.list_users(session)
+        assert user.name == "petrov" and token not in user.token_hash
+        assert users.authenticate(session, token).name == "petrov"
+        assert users.authenticate(session, token + "x") is None
+    again = CliRunner().invoke(users_app, ["add", "petrov"], obj=AppState(config_path=config_path))
+    assert again.exit_code != 0
+
+
+# Refusals -------------------------------------------------------------------------------
+
+
+def test_the_console_refuses_without_a_session(base_url, engine) -> None:
+    with httpx.Client(base_url=base_url) as client:
+        for path in ("/console", "/console/declare", "/console/incidents/INC-1"):
+            response = client.get(path)
+            assert response.status_code == 303 and response.headers["location"] == "/console/login"
+        assert client.get("/console/affected", params={"region": "66"}).status_code == 401
+        response = client.post("/console/declare", data={"title": "x", "regions": ["66"], "csrf_token": "x"})
+        assert response.status_code in (401, 403)
+    assert _incidents(engine) == []
+
+
+def test_a_wrong_token_does_not_log_in(base_url) -> None:
+    with httpx.Client(base_url=base_url) as client:
+        form = client.get("/console/login")
+        response = client.post("/console/login", data={"token": "ntf_guess", "csrf_token": _csrf(form.text)})
+        assert response.status_code == 401 and "not valid" in response.text
+        assert client.get("/console").status_code == 303
+
+
+def test_a_form_without_its_csrf_token_is_refused(console, engine) -> None:
+    assert _declare(console, csrf_token="").status_code == 403
+    assert _declare(console, csrf_token="forged-" + console.csrf).status_code == 403
+    data = {"title": "x", "regions": ["66"]}
+    assert console.post("/console/declare", data=data).status_code == 403
+    assert console.post("/console/logout").status_code == 403
+    assert _incidents(engine) == []
+
+
+def test_login_itself_needs_the_csrf_token(base_url, token) -> None:
+    with httpx.Client(base_url=base_url) as client:
+        assert client.post("/console/login", data={"token": token}).status_code == 403
+
+
+def test_logout_ends_the_session(console) -> None:
+    assert console.post("/console/logout", data={"csrf_token": console.csrf}).status_code == 303
+    assert console.get("/console").status_code == 303
+
+
+def test_a_disabled_users_session_ends_at_the_next_request(console, engine) -> None:
+    with write_session(engine) as session:
+        users.disable(session, "Ivanova")
+    assert console.get("/console").status_code == 303
+
+
+def test_the_session_cookie_is_signed_and_scoped_to_the_console(console) -> None:
+    cookie = next(c for c in console.cookies.jar if c.name == "notifier_console")
+    assert cookie.path == "/console"
+    console.cookies.set("notifier_console", cookie.value[:-3] + "abc", path="/console")
+    assert console.get("/console").status_code == 303
+
+
+# Incident screens -----------------------------------------------------------------------
+
+
+def test_declare_update_scope_and_resolve_record_who_did_it(console, engine, make_subscriber) -> None:
+    make_subscriber(region="66")
+    make_subscriber(region="74")
+    response = _declare(console)
+    assert response.status_code == 303 and response.headers["location"] == "/console/incidents/INC-1"
+    page = console.get("/console/incidents/INC-1").text
+    assert "Declared INC-1: 1 affected" in page and "by Ivanova" in page
+    response = console.post("/console/incidents/INC-1/update",
+                            data={"csrf_token": console.csrf, "status": "identified", "message": "Сервер БД"})  # fmt: skip
+    assert response.status_code == 303
+    response = console.post(
+        "/console/incidents/INC-1/scope", data={"csrf_token": console.csrf, "regions": ["74"]}
+    )
+    assert "1 more affected, 2 in all" in console.get(response.headers["location"]).text
+    response = console.post("/console/incidents/INC-1/resolve",
+                            data={"csrf_token": console.csrf, "cause": "Отказ диска", "measures": "Замена"})  # fmt: skip
+    assert response.status_code == 303
+    with read_session(engine) as session:
+        (incident,) = incidents.list_incidents(session)
+        assert incident.status == "resolved" and incident.declared_by == incident.resolved_by == "Ivanova"
+        assert incident.apology_state == "queued"
+        assert {u.author for u in incidents.timeline(session, incident.id)} == {"Ivanova"}
+    listing = console.get("/console").text
+    assert "INC-1" in listing and re.search(r"\d+ sent · \d+ queued · \d+ failed", listing)
+
+
+def test_the_live_count_of_affected_subscribers(console, make_subscriber) -> None:
+    make_subscriber(region="66", services=["tax-reporting"])
+    make_subscriber(region="66", services=["edo"])
+    make_subscriber(region="54")
+    count = console.get("/console/affected", params={"region": ["66"], "service": ["edo"]}).json()
+    assert count == {"affected": 1, "active": 3}
+    assert console.get("/console/affected", params={"region": ["66", "54"]}).json()["affected"] == 3
+    assert console.get("/console/affected", params={"region": ["zz"]}).status_code == 400
+
+
+def test_preview_shows_the_apology_and_saves_nothing(console, engine) -> None:
+    _declare(console)
+    page = console.post("/console/incidents/INC-1/preview",
+                        data={"csrf_token": console.csrf, "cause": "Отказал массив", "measures": "Новый кластер"})  # fmt: skip
+    assert page.status_code == 200
+    assert "Отказал массив" in page.text and "Приносим извинения" in page.text and "<iframe" in page.text
+    assert 'action="/console/incidents/INC-1/resolve"' in page.text
+    (incident,) = _incidents(engine)
+    assert incident.status == "investigating" and incident.cause == ""
+
+
+def test_resolving_without_a_cause_holds_the_apology_until_edited(console, engine) -> None:
+    _declare(console)
+    response = console.post("/console/incidents/INC-1/resolve", data={"csrf_token": console.csrf})
+    assert "apology is HELD" in console.get(response.headers["location"]).text
+    response = console.post("/console/incidents/INC-1/edit",
+                            data={"csrf_token": console.csrf, "cause": "Диск", "measures": "Замена"})  # fmt: skip
+    assert response.status_code == 303
+    assert _incidents(engine)[0].apology_state == "queued"
+
+
+def test_a_refused_step_is_a_4xx_page_with_the_reason(console) -> None:
+    _declare(console)
+    console.post(
+        "/console/incidents/INC-1/resolve", data={"csrf_token": console.csrf, "cause": "c", "measures": "m"}
+    )
+    response = console.post("/console/incidents/INC-1/update",
+                            data={"csrf_token": console.csrf, "status": "identified", "message": "x"})  # fmt: skip
+    assert (
+        response.status_code == 409
+        and "INC-1 is resolved" in response.text
+        and "Traceback" not in response.text
+    )
+    assert _declare(console, regions=[]).status_code == 400
+    assert console.get("/console/incidents/INC-99").status_code == 404
