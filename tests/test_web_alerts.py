@@ -24,9 +24,9 @@ URL = "/api/alerts/alertmanager"
 @pytest.fixture
 def web(config: Any, engine: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[httpx.Client]:
     monkeypatch.setenv(config.serve.alert_token_env, TOKEN)
-    with running(create_app(config, engine)) as url:
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=20) as client:
-            yield client
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with running(create_app(config, engine)) as url, httpx.Client(base_url=url, headers=headers, timeout=20) as client:
+        yield client
 
 
 def payload(*alerts: dict[str, Any], status: str = "firing") -> dict[str, Any]:
