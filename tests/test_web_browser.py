@@ -1,0 +1,151 @@
+"""The web app in a real browser: Debian's chromium driven by Playwright, against the real
+server under uvicorn. Log in, declare, update, resolve in the console and watch the public
+page change; unsubscribe with the button; take the README's screenshots into ``docs/``.
+
+Skipped only where /usr/bin/chromium is missing and ``CI`` is not set: in CI it must run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notifier import users
+from notifier.db import read_session, write_session
+from notifier.models import Subscriber
+from notifier.tokens import make_token
+from notifier.web import create_app
+from tests.conftest import REPO, SECRET
+from tests.web_server import running
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync"]  # fmt: skip
+
+if not CHROMIUM.exists() and not os.environ.get("CI"):
+    pytest.skip(
+        f"{CHROMIUM} is missing (apt-get install -y chromium); required when CI is set",
+        allow_module_level=True,
+    )
+
+# In CI a missing playwright package is a failure, not a skip.
+sync_api = (
+    importlib.import_module("playwright.sync_api")
+    if os.environ.get("CI")
+    else pytest.importorskip("playwright.sync_api")
+)
+
+
+@pytest.fixture
+def backend() -> str:
+    """The browser tests drive the UI; the HTTP tests already cover both databases."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def site(config: Any, engine: Any) -> Iterator[str]:
+    with running(create_app(config, engine)) as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1100, "height": 900}, locale="ru-RU")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+def _login(page: Any, site: str, engine: Any, name: str = "Ivanova") -> None:
+    with write_session(engine) as session:
+        token = users.add(session, name)[1]
+    page.goto(site + "/console")
+    assert page.url.endswith("/console/login")
+    page.fill("#token", token)
+    page.click("button:has-text('Log in')")
+    page.wait_for_url(site + "/console")
+
+
+def test_console_steps_change_the_public_page(page, site, engine, make_subscriber) -> None:
+    for region in ("66", "66", "74", "54"):
+        make_subscriber(region=region)
+    _login(page, site, engine)
+    page.click("text=Declare an incident")
+    page.fill("#title", "Не отправляются отчёты в ФНС")
+    page.check("input[name=regions][value='66']")
+    page.wait_for_selector("#affected:has-text('Affected subscribers: 2 of 4')")
+    page.check("input[name=regions][value='74']")
+    page.wait_for_selector("#affected:has-text('Affected subscribers: 3 of 4')")
+    page.check("input[name=services][value='tax-reporting']")
+    page.fill("#message", "Ищем причину: отчёты не уходят в ФНС.")
+    page.click("button:has-text('Declare and notify')")
+    page.wait_for_url("**/console/incidents/INC-1")
+
+    public = page.context.new_page()
+    public.goto(site + "/")
+    assert "Не отправляются отчёты в ФНС" in public.inner_text("#open-h + article")
+    assert "частичный сбой" in public.inner_text("table.components")
+
+    page.select_option("#status", "identified")
+    page.fill("#update-message", "Отказал сервер базы данных, переключаем на резервный.")
+    page.click("button:has-text('Post update')")
+    page.wait_for_selector(".flash:has-text('INC-1 is now identified')")
+    public.reload()
+    assert "Отказал сервер базы данных" in public.inner_text("article#INC-1")
+    public.goto(site + "/?region=66")
+    public.screenshot(path=str(REPO / "docs" / "status-page.png"), full_page=True)
+
+    page.fill("#cause", "Отказал основной сервер базы данных.")
+    page.fill("#measures", "Переключили на резервный и исправили настройку переключения.")
+    page.click("button:has-text('Preview the apology')")
+    assert "Отказал основной сервер базы данных" in page.inner_text("#preview-text")
+    page.click("button:has-text('Resolve and send the apology')")
+    page.wait_for_selector(".flash:has-text('INC-1 is resolved')")
+    page.goto(site + "/console")
+    page.screenshot(path=str(REPO / "docs" / "console.png"), full_page=True)
+
+    public.goto(site + "/")
+    assert "Сейчас сбоев нет" in public.inner_text("main")
+    assert "Не отправляются отчёты в ФНС" in public.inner_text("#history-h + article")
+
+
+def test_unsubscribe_button_works_and_the_page_alone_changes_nothing(
+    page, site, engine, make_subscriber
+) -> None:
+    subscriber = make_subscriber()
+    page.goto(f"{site}/unsubscribe/{make_token(SECRET.encode(), subscriber.id)}")
+    with read_session(engine) as session:
+        assert session.get(Subscriber, subscriber.id).status == "active"
+    page.click("button:has-text('Да, отписаться')")
+    page.wait_for_selector("h1:has-text('Вы отписались')")
+    with read_session(engine) as session:
+        assert session.get(Subscriber, subscriber.id).status == "unsubscribed"
+    response = page.goto(f"{site}/unsubscribe/{subscriber.id}.forged-token")
+    assert response.status == 400 and "недействительна" in page.inner_text("h1")
+
+
+def test_the_console_refuses_a_form_without_its_csrf_token(page, site, engine) -> None:
+    _login(page, site, engine)
+    page.goto(site + "/console/declare")
+    page.evaluate("document.querySelector('#declare input[name=csrf_token]').remove()")
+    page.fill("#title", "Без токена")
+    page.check("input[name=regions][value='66']")
+    with page.expect_navigation() as navigation:
+        page.click("button:has-text('Declare and notify')")
+    assert navigation.value.status == 403
+    page.goto(site + "/")
+    assert "Без токена" not in page.content()
