@@ -149,3 +149,41 @@ def test_the_console_refuses_a_form_without_its_csrf_token(page, site, engine) -
     assert navigation.value.status == 403
     page.goto(site + "/")
     assert "Без токена" not in page.content()
+
+
+def test_hotline_lookup_by_phone_and_a_promised_callback_becomes_overdue(
+    browser, config, engine, make_subscriber
+) -> None:
+    from datetime import timedelta
+
+    from notifier import incidents
+    from notifier.models import utcnow
+
+    if not create_app(config, engine).state.hotline:
+        pytest.skip("notifier.hotline is not there yet")
+    make_subscriber(name="Сидорова Анна", phone="+79125550011", region="66", external_id="ACC-555")
+    with write_session(engine) as session:
+        incidents.declare(
+            session, config, title="Не отправляются отчёты", regions=["66"], services=["tax-reporting"]
+        )
+    shift = {"by": timedelta(0)}
+    app = create_app(config, engine, clock=lambda: utcnow() + shift["by"])
+    with running(app) as site:
+        context = browser.new_context(viewport={"width": 1100, "height": 900})
+        page = context.new_page()
+        _login(page, site, engine)
+        page.click("nav >> text=Hotline")
+        page.fill("#q", "8 912 555 00 11")
+        page.click("button:has-text('Find')")
+        assert "Сидорова Анна" in page.inner_text("section.caller")
+        assert page.is_visible("text=Affected by an open incident")
+        page.fill("section.caller textarea[name=note]", "Просит перезвонить, когда отчёт уйдёт")
+        page.fill("section.caller input[name=callback_minutes]", "30")
+        page.click("button:has-text('Log the call')")
+        page.wait_for_selector(".flash:has-text('callback')")
+        page.goto(site + "/console/callbacks")
+        assert "OVERDUE" not in page.inner_text("table")
+        shift["by"] = timedelta(minutes=31)
+        page.reload()
+        assert "OVERDUE" in page.inner_text("tr.callback.overdue")
+        context.close()

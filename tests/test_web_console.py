@@ -202,3 +202,21 @@ def test_a_refused_step_is_a_4xx_page_with_the_reason(console) -> None:
     )
     assert _declare(console, regions=[]).status_code == 400
     assert console.get("/console/incidents/INC-99").status_code == 404
+
+
+# Hotline screens ------------------------------------------------------------------------
+
+
+def test_hotline_finds_a_caller_by_phone_and_logs_a_call_with_a_callback(
+    console, engine, make_subscriber
+) -> None:
+    make_subscriber(name="Сидорова Анна", phone="+79125550011", region="66")
+    _declare(console)
+    page = console.get("/console/hotline", params={"q": "8 (912) 555-00-11"})
+    assert "Сидорова Анна" in page.text and "Affected by an open incident" in page.text
+    response = console.post("/console/hotline/calls", data={"csrf_token": console.csrf, "subscriber": "+79125550011",
+                                                            "note": "Не уходит отчёт", "callback_minutes": "30"})  # fmt: skip
+    assert response.status_code == 303
+    callbacks = console.get("/console/callbacks").text
+    assert "Не уходит отчёт" in callbacks and "Ivanova" in callbacks and "OVERDUE" not in callbacks
+    assert console.post("/console/hotline/calls", data={"note": "x", "caller_phone": "1"}).status_code == 403

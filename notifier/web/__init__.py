@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib.util
 import os
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -106,10 +107,10 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
 
 def _include_hotline(app: FastAPI) -> None:
     """The hotline screens need ``notifier.hotline``; without it the console simply lacks them."""
-    try:
-        from notifier.web import console_hotline
-    except ImportError:
+    if importlib.util.find_spec("notifier.hotline") is None:
         app.state.hotline = False
         return
+    from notifier.web import console_hotline
+
     app.state.hotline = True
     app.include_router(console_hotline.router)

@@ -1,0 +1,89 @@
+"""The console's hotline screens: find a caller by any identifier, see whether they are
+affected and what to say, log the call, promise a callback; the callbacks list, overdue first.
+
+Thin routes over ``notifier.hotline`` (lookup, script, log_call, list_callbacks,
+close_callback) with the logged-in user as the one who took the call or closed the callback.
+Mounted by ``create_app`` only when ``notifier.hotline`` is importable.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from notifier import hotline
+from notifier.db import write_session
+from notifier.errors import UsageError
+from notifier.web.deps import (
+    ConfigDep,
+    EngineDep,
+    NowDep,
+    ReadSession,
+    TemplatesDep,
+    UserDep,
+    check_csrf,
+    csrf_token,
+)
+
+router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(check_csrf)])
+Text = Annotated[str, Form(max_length=5000)]
+
+
+def _page(request: Request, templates: TemplatesDep, name: str, **context: object) -> Response:
+    context.update(flash=request.session.pop("flash", ""), csrf_token=csrf_token(request))
+    return templates.TemplateResponse(request, f"console/{name}", context)
+
+
+@router.get("/hotline", response_class=HTMLResponse)
+def hotline_page(
+    request: Request, user: UserDep, session: ReadSession, config: ConfigDep, templates: TemplatesDep,
+    now: NowDep, q: Annotated[str, Query(max_length=200)] = "",
+) -> Response:  # fmt: skip
+    """Caller lookup; without a query, what to say about every open incident."""
+    locale = config.notifier.default_locale
+    renderer = request.app.state.renderer
+    callers = hotline.lookup(session, config, q, now, locale=locale, renderer=renderer) if q.strip() else []
+    script = [] if q.strip() else hotline.script(session, config, locale=locale, now=now, renderer=renderer)
+    return _page(request, templates, "hotline.html", user=user, q=q, callers=callers, script=script)
+
+
+@router.post("/hotline/calls")
+def log_call(
+    request: Request, user: UserDep, engine: EngineDep, config: ConfigDep, now: NowDep,
+    subscriber: Text = "", caller_phone: Text = "", note: Text = "", callback_minutes: Annotated[str, Form()] = "",
+    q: Text = "",
+) -> Response:  # fmt: skip
+    minutes = callback_minutes.strip()
+    if minutes and (not minutes.isdigit() or not 0 < int(minutes) <= 60 * 24 * 14):
+        raise UsageError("a callback is promised in 1 to 20160 minutes")
+    with write_session(engine) as session:
+        _, callback = hotline.log_call(
+            session, config, subscriber_key=subscriber or None, caller_phone=caller_phone or None, note=note,
+            callback_in=timedelta(minutes=int(minutes)) if minutes else None, by=user.name, now=now,
+        )  # fmt: skip
+    request.session["flash"] = "Call logged" + (f"; callback #{callback.id} promised." if callback else ".")
+    return RedirectResponse(f"/console/hotline?q={quote(q)}", status_code=303)
+
+
+@router.get("/callbacks", response_class=HTMLResponse)
+def callbacks_page(
+    request: Request, user: UserDep, session: ReadSession, templates: TemplatesDep, now: NowDep
+) -> Response:
+    """Open callbacks, overdue ones first."""
+    return _page(
+        request, templates, "callbacks.html", user=user, entries=hotline.list_callbacks(session, now=now)
+    )
+
+
+@router.post("/callbacks/{callback_id}/done")
+def close_callback(
+    request: Request, callback_id: int, user: UserDep, engine: EngineDep, now: NowDep, outcome: Text = ""
+) -> Response:
+    with write_session(engine) as session:
+        hotline.close_callback(session, callback_id, outcome, by=user.name, now=now)
+    request.session["flash"] = f"Callback #{callback_id} closed."
+    return RedirectResponse("/console/callbacks", status_code=303)
