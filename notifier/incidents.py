@@ -135,6 +135,23 @@ def _latest_public_update(session: Session, incident_id: int) -> Update:
     return session.exec(query).scalars().one()  # type: ignore[call-overload]
 
 
+def _record(session: Session, incident: Incident, kind: str, message: str, by: str, now: datetime) -> Update:
+    """A timeline entry (public for declared/update); flushed so that it has an id."""
+    entry = Update(
+        incident_id=incident.id, kind=kind, status=incident.status, message=message, author=by, created_at=now
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def _announce(session: Session, config: Config, incident: Incident, entry: Update, now: datetime) -> int:
+    """Queue the hotline announcement of this step to every configured target."""
+    from notifier import hotline  # hotline reads incidents: imported here to keep the graph acyclic
+
+    return hotline.queue_announcements(session, config, incident, entry.id, now)  # type: ignore[arg-type]
+
+
 def declare(
     session: Session,
     config: Config,
@@ -167,20 +184,12 @@ def declare(
     session.add(incident)
     session.flush()
     text = _check_text(message, "--message", required=False, multiline=True)
-    first = Update(
-        incident_id=incident.id,
-        kind="declared",
-        status="investigating",
-        message=text,
-        author=by,
-        created_at=now,
-    )
-    session.add(first)
-    session.flush()
+    first = _record(session, incident, "declared", text, by, now)
     affected = _snapshot(session, incident, regions, services, now)
     queued = {}
     if config.mailing.send_status_notices:
         queued["status"] = outbox.queue_status_notices(session, incident, first.id, now)  # type: ignore[arg-type]
+    queued["hotline"] = _announce(session, config, incident, first, now)
     return StepResult(incident, affected=affected, added=affected, queued=queued)
 
 
@@ -203,14 +212,11 @@ def post_update(
         raise InvalidTransition(f"{incident.ref} cannot go from {incident.status} back to {status}")
     text = _check_text(message, "--message", multiline=True)
     incident.status, incident.updated_at = status, now
-    entry = Update(
-        incident_id=incident.id, kind="update", status=status, message=text, author=by, created_at=now
-    )
-    session.add(entry)
-    session.flush()
+    entry = _record(session, incident, "update", text, by, now)
     queued = {}
     if config.mailing.send_status_notices:
         queued["status"] = outbox.queue_status_notices(session, incident, entry.id, now)  # type: ignore[arg-type]
+    queued["hotline"] = _announce(session, config, incident, entry, now)
     return StepResult(incident, affected=audience_size(session, incident.id), queued=queued)  # type: ignore[arg-type]
 
 
@@ -233,21 +239,13 @@ def widen_scope(
     services = _unique(incident.services + add_services)
     incident.regions, incident.services, incident.updated_at = regions, services, now
     note = ", ".join([f"+region {r}" for r in add_regions] + [f"+service {s}" for s in add_services])
-    session.add(
-        Update(
-            incident_id=incident.id,
-            kind="scope",
-            status=incident.status,
-            message=note,
-            author=by,
-            created_at=now,
-        )
-    )
+    entry = _record(session, incident, "scope", note, by, now)
     added = _snapshot(session, incident, regions, services, now)
     queued = {}
     if config.mailing.send_status_notices and added:
         latest = _latest_public_update(session, incident.id)  # type: ignore[arg-type]
         queued["status"] = outbox.queue_status_notices(session, incident, latest.id, now)  # type: ignore[arg-type]
+    queued["hotline"] = _announce(session, config, incident, entry, now)
     return StepResult(incident, affected=audience_size(session, incident.id), added=added, queued=queued)  # type: ignore[arg-type]
 
 
@@ -280,13 +278,10 @@ def resolve(
         now,
     )
     _set_compensation(config, incident, compensation_text)
-    session.add(
-        Update(
-            incident_id=incident.id, kind="resolved", status="resolved", message="", author=by, created_at=now
-        )
-    )
+    entry = _record(session, incident, "resolved", "", by, now)
     cancelled = outbox.cancel_unsent(session, incident.id, "status", "cancelled: the incident is resolved")  # type: ignore[arg-type]
     queued = _queue_apology_if_ready(session, config, incident, now)
+    queued["hotline"] = _announce(session, config, incident, entry, now)
     return StepResult(
         incident, affected=audience_size(session, incident.id), queued=queued, cancelled=cancelled,  # type: ignore[arg-type]
         apology_held=incident.apology_state == "held",
@@ -313,16 +308,7 @@ def edit(
     if compensation_text is not None:
         _set_compensation(config, incident, compensation_text)
     incident.updated_at = now
-    session.add(
-        Update(
-            incident_id=incident.id,
-            kind="edit",
-            status=incident.status,
-            message="",
-            author=by,
-            created_at=now,
-        )
-    )
+    _record(session, incident, "edit", "", by, now)
     queued = _queue_apology_if_ready(session, config, incident, now) if incident.status == "resolved" else {}
     return StepResult(
         incident, affected=audience_size(session, incident.id), queued=queued,  # type: ignore[arg-type]

@@ -44,8 +44,15 @@ def incident_report(session: Session, ref: str | int) -> dict[str, Any]:
         "deliveries": {
             kind: {"first_sent_at": first, "last_sent_at": last} for kind, first, last in sent_window
         },
+        **_hotline(session, incident.id),
         "timeline": [
             {"at": u.created_at, "kind": u.kind, "status": u.status, "message": u.message, "by": u.author}
             for u in incidents.timeline(session, incident.id)
         ],
     }
+
+
+def _hotline(session: Session, incident_id: int) -> dict[str, Any]:
+    from notifier import hotline  # hotline reads incidents and reports do not need it at import
+
+    return hotline.report_section(session, incident_id)

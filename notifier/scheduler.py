@@ -23,6 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
 
+from notifier import hotline
 from notifier.config import Config
 from notifier.db import is_sqlite, write_session
 from notifier.delivery.sender import Sender, SendReport, close_transports, open_transports
@@ -154,13 +155,8 @@ class Daemon:
                 ).scalar()
                 if not got:
                     return done
-            try:
-                from notifier import hotline
-            except ImportError:  # pragma: no cover - the hotline module ships with its issue
-                hotline = None  # type: ignore[assignment]
-            if hotline is not None:
-                done["reminders"] = hotline.queue_stale_reminders(session, self.config, now)
-                done["escalations"] = hotline.queue_escalations(session, self.config, now)
+            done["reminders"] = hotline.queue_stale_reminders(session, self.config, now)
+            done["escalations"] = hotline.queue_escalations(session, self.config, now)
         done["reclaimed"] = reclaim_expired_leases(self.engine, now)
         for what, n in done.items():
             if n:

@@ -10,7 +10,7 @@ def test_declare_json_and_human_share(cli, make_subscriber) -> None:
     result = cli("incident", "declare", "--title", "Отчёты не уходят", "--region", "66", "--service", "tax-reporting", "--json")
     assert result.exit_code == 0, result.stderr
     data = result.json()
-    assert data["id"] == "INC-1" and data["affected"] == 3 and data["queued"] == {"status": 3}
+    assert data["id"] == "INC-1" and data["affected"] == 3 and data["queued"] == {"status": 3, "hotline": 1}
     assert data["share_percent"] == 75.0
     human = cli("incident", "declare", "--title", "Второй сбой", "--region", "77", "--region", "66")
     assert "INC-2" in human.stdout and "4 subscribers affected, 100.0 % of 4 active" in human.stdout
@@ -20,11 +20,11 @@ def test_full_lifecycle_via_cli(cli, make_subscriber) -> None:
     make_subscriber(region="66")
     assert cli("incident", "declare", "--title", "Сбой", "--region", "66", "--by", "ivanov").exit_code == 0
     upd = cli("incident", "update", "INC-1", "--status", "identified", "--message", "Отказал сервер БД", "--json")
-    assert upd.json()["status"] == "identified" and upd.json()["queued"] == {"status": 1}
+    assert upd.json()["status"] == "identified" and upd.json()["queued"] == {"status": 1, "hotline": 1}
     held = cli("incident", "resolve", "INC-1", "--cause", "Отказ диска")
     assert "HELD" in held.stdout and "notifier incident edit INC-1" in held.stdout
     released = cli("incident", "edit", "INC-1", "--measures", "Новый кластер", "--json")
-    assert released.json()["apology"] == "queued" and released.json()["queued"] == {"apology": 1}
+    assert released.json()["apology"] == "queued" and released.json()["queued"]["apology"] == 1
     shown = cli("incident", "show", "INC-1", "--json").json()
     assert [e["kind"] for e in shown["timeline"]] == ["declared", "update", "resolved", "edit"]
     assert shown["timeline"][0]["by"] == "ivanov"

@@ -12,7 +12,7 @@ def test_outbox_and_report_count_by_kind_and_state(cli, make_subscriber) -> None
     cli("incident", "resolve", "INC-1", "--cause", "Отказ сервера", "--measures", "Резерв")
 
     counts = cli("outbox", "INC-1", "--json").json()["messages"]
-    assert counts == {"status": {"cancelled": 4}, "apology": {"queued": 2}}
+    assert counts == {"status": {"cancelled": 4}, "apology": {"queued": 2}, "hotline": {"cancelled": 2, "queued": 1}}
 
     report = cli("report", "INC-1", "--json").json()
     assert report["id"] == "INC-1" and report["status"] == "resolved" and report["audience"] == 2

@@ -6,12 +6,21 @@ import threading
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlmodel import select
 
 from notifier import incidents
+from notifier.config import load_config
 from notifier.db import read_session, write_session
 from notifier.delivery import queue
 from notifier.models import Message, Subscriber, utcnow
+from tests.conftest import write_config
+
+
+@pytest.fixture
+def config(config_path: Any, database_url: str) -> Any:
+    """No hotline targets: only the apologies are in the outbox."""
+    return load_config(write_config(config_path.parent, database_url, hotline={"targets": []}))
 
 
 def _resolved_with_apologies(engine: Any, config: Any, make_subscriber: Any, n: int) -> int:

@@ -38,6 +38,7 @@ def _config_for(config: Any, server: Any, tmp_path: Path, name: str = "sending",
     (tmp_path / name).mkdir(exist_ok=True)
     smtp = {"port": server.port, "connections": 4, "timeout": "5s", **sections.pop("smtp", {})}
     mailing = {"retry_backoff": "0s", "retry_backoff_max": "0s", **sections.pop("mailing", {})}
+    sections.setdefault("hotline", {"targets": []})
     return load_config(
         write_config(tmp_path / name, config.notifier.database, smtp=smtp, mailing=mailing, **sections)
     )

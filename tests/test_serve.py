@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import signal
 import subprocess
@@ -16,6 +18,7 @@ import pytest
 from notifier.config import load_config
 from tests.conftest import write_config
 from tests.smtp_server import ScriptedSmtpServer
+from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.slow
 
@@ -26,13 +29,16 @@ def smtp_server() -> Any:
         yield server
 
 
-def _serve_config(config: Any, server: Any, tmp_path: Path, **mailing: Any) -> Any:
+def _serve_config(
+    config: Any, server: Any, tmp_path: Path, hotline: dict | None = None, **mailing: Any
+) -> Any:
     (tmp_path / "serve").mkdir(exist_ok=True)
     return load_config(write_config(
         tmp_path / "serve", config.notifier.database,
         smtp={"port": server.port, "connections": 4, "timeout": "5s"},
         mailing={"send_status_notices": False, "retry_backoff": "0s", "lease": "3s", **mailing},
-        serve={"tick": "0.2s", "housekeeping": "0.5s", "shutdown_grace": "10s"},
+        serve={"tick": "0.2s", "housekeeping": "0.3s", "shutdown_grace": "10s"},
+        hotline=hotline or {"targets": []},
     ))  # fmt: skip
 
 
@@ -159,3 +165,110 @@ def test_a_second_daemon_on_the_same_sqlite_file_refuses(config, smtp_server, tm
         assert "Traceback" not in second.stderr
     finally:
         assert first.stop() == 0
+
+
+def _to(server: Any, address: str) -> list[Any]:
+    return [
+        email.message_from_bytes(raw, policy=email.policy.default)
+        for _, rcpts, raw in server.received
+        if address in rcpts
+    ]
+
+
+def _text(message: Any) -> str:
+    return message.get_body(("plain",)).get_content()
+
+
+def test_hotline_targets_get_each_announcement_newest_wins(
+    config, cli, make_subscriber, smtp_server, tmp_path
+) -> None:
+    with WebhookReceiver() as hook:
+        targets = [
+            {"email": "callcentre@example.org", "locale": "ru"},
+            {"webhook": hook.url("/ivr"), "locale": "ru"},
+        ]
+        cfg = _serve_config(config, smtp_server, tmp_path, hotline={"targets": targets})
+        make_subscriber(region="66")
+        cli(
+            "incident",
+            "declare",
+            "--title",
+            "Сбой отчётности",
+            "--region",
+            "66",
+            "--message",
+            "Ищем",
+            config=cfg.path,
+        )
+        cli(
+            "incident",
+            "update",
+            "INC-1",
+            "--status",
+            "identified",
+            "--message",
+            "Отказ диска",
+            config=cfg.path,
+        )
+        cli("incident", "update", "INC-1", "--status", "monitoring", "--message", "Переключили на резерв",
+            config=cfg.path)  # fmt: skip
+        daemon = Daemon(cfg, tmp_path / "serve.log")
+        try:
+            daemon.wait_started()
+            assert _wait(lambda: _to(smtp_server, "callcentre@example.org") and hook.requests)
+            time.sleep(1.0)
+            # Three announcements queued while the daemon was down: only the newest goes out.
+            (mail,) = _to(smtp_server, "callcentre@example.org")
+            (request,) = hook.requests
+            assert "Переключили на резерв" in _text(mail) and "Отказ диска" not in _text(mail)
+            payload = request.json()
+            assert payload["incident"] == "INC-1" and payload["status"] == "monitoring"
+            assert "Переключили на резерв" in payload["text"]
+            # A resolve while it runs is announced to both within seconds.
+            cli("incident", "resolve", "INC-1", "--cause", "Диск", "--measures", "Замена", config=cfg.path)
+            assert _wait(
+                lambda: len(_to(smtp_server, "callcentre@example.org")) == 2 and len(hook.requests) == 2
+            )
+        finally:
+            assert daemon.stop() == 0
+        assert hook.requests[1].json()["status"] == "resolved"
+
+
+def test_overdue_callback_is_escalated_once_per_threshold(
+    config, cli, make_subscriber, smtp_server, tmp_path
+) -> None:
+    hotline = {"targets": [], "callback_escalate_after": "0s", "callback_escalate_again": "2s"}
+    cfg = _serve_config(config, smtp_server, tmp_path, hotline=hotline)
+    make_subscriber(region="66", name="Пётр Сидоров", phone="+79123456789")
+    cli("incident", "declare", "--title", "Сбой", "--region", "66", config=cfg.path)
+    logged = cli("hotline", "log", "--caller", "8 (912) 345-67-89", "--note", "Не ушёл отчёт в ФНС",
+                 "--callback-in", "1s", "--by", "operator1", config=cfg.path)  # fmt: skip
+    assert logged.exit_code == 0, logged.stderr
+    support = cfg.notifier.support_email
+    daemon = Daemon(cfg, tmp_path / "serve.log")
+    try:
+        daemon.wait_started()
+        assert _wait(lambda: len(_to(smtp_server, support)) >= 1, timeout=10)
+        first = _to(smtp_server, support)[0]
+        assert "Пётр Сидоров" in _text(first) and "operator1" in _text(first)
+        assert _wait(lambda: len(_to(smtp_server, support)) >= 2, timeout=10)
+        time.sleep(1.5)  # many more housekeeping runs: no third escalation
+        assert len(_to(smtp_server, support)) == 2
+    finally:
+        assert daemon.stop() == 0
+    assert "escalations" in daemon.log.read_text()
+
+
+def test_stale_incident_reminder_fires_once(config, cli, make_subscriber, smtp_server, tmp_path) -> None:
+    cfg = _serve_config(config, smtp_server, tmp_path, hotline={"targets": [], "stale_after": "1s"})
+    cli("incident", "declare", "--title", "Тихий сбой", "--region", "66", config=cfg.path)
+    oncall = cfg.notifier.oncall_email
+    daemon = Daemon(cfg, tmp_path / "serve.log")
+    try:
+        daemon.wait_started()
+        assert _wait(lambda: len(_to(smtp_server, oncall)) >= 1, timeout=10)
+        time.sleep(1.5)
+        assert len(_to(smtp_server, oncall)) == 1  # one reminder per silence
+        assert "INC-1" in _text(_to(smtp_server, oncall)[0])
+    finally:
+        assert daemon.stop() == 0

@@ -52,7 +52,19 @@ def _root(
 
 
 def _register() -> None:
-    from notifier.cli import demo, incidents, outbox, send, serve, setup, sink, subscribers, templates  # noqa: F401
+    from notifier.cli import (  # noqa: F401
+        demo,
+        hotline,
+        incidents,
+        outbox,
+        send,
+        serve,
+        setup,
+        sink,
+        subscribers,
+        templates,
+        users,
+    )
 
 
 _register()

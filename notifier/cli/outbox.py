@@ -76,6 +76,11 @@ def report(
     console.print("Messages:")
     for line in _table(data["messages"]) if data["messages"] else ["  none"]:
         console.print("  " + line, markup=False)
+    cb = data["callbacks"]
+    console.print(
+        f"Hotline: {data['calls']} calls; callbacks promised {cb['promised']}, kept {cb['kept']}, "
+        f"late {cb['late']}, open {cb['open']} ({cb['open_overdue']} overdue), escalations {cb['escalations']}"
+    )
     console.print("Timeline (UTC):")
     for entry in data["timeline"]:
         who = f" ({entry['by']})" if entry["by"] else ""

@@ -23,13 +23,14 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from notifier import tokens
+from notifier import hotline, tokens
 from notifier.composing import Composer, message_id
 from notifier.config import Config
 from notifier.db import read_session
 from notifier.delivery import queue
+from notifier.delivery.webhook import webhook_payload
 from notifier.errors import DeliveryError
-from notifier.models import Call, Callback, Incident, Message, Subscriber, Update, utcnow
+from notifier.models import Incident, Message, Subscriber, Update, utcnow
 from notifier.rendering import Renderer
 
 log = logging.getLogger("notifier.sender")
@@ -125,7 +126,7 @@ class Sender:
         self._incidents: dict[int, Incident] = {}
         self._updates: dict[int, Update] = {}
         self._latest_update: dict[int, int] = {}
-        self._callbacks: dict[int, dict[str, Any]] = {}
+        self._prepared: dict[int, Any] = {}  # hotline.Prepared per message of the hotline's kinds
         self._secret: bytes | None = None
         self.report = SendReport()
 
@@ -255,22 +256,8 @@ class Sender:
             if update_ids:
                 for update in session.execute(select(Update).where(Update.id.in_(update_ids))).scalars():  # type: ignore[union-attr]
                     self._updates[update.id] = update  # type: ignore[index]
-            callback_ids = {
-                m.callback_id for m, _ in rows if m.callback_id is not None
-            } - self._callbacks.keys()
-            if callback_ids:
-                self._load_callbacks(session, callback_ids)
+            self._prepared.update(hotline.prepare(session, [m for m, _ in rows]))
         return [_Job(message, subscriber) for message, subscriber in rows]
-
-    def _load_callbacks(self, session: Any, callback_ids: set[int]) -> None:
-        query = (
-            select(Callback, Call, Subscriber)
-            .join(Call, Call.id == Callback.call_id)
-            .outerjoin(Subscriber, Subscriber.id == Call.subscriber_id)
-            .where(Callback.id.in_(callback_ids))  # type: ignore[union-attr]
-        )
-        for callback, call, subscriber in session.execute(query).all():
-            self._callbacks[callback.id] = {"callback": callback, "call": call, "subscriber": subscriber}
 
     def _load_incidents(self, session: Any, incident_ids: set[int]) -> None:
         """Refresh incidents each batch: a resolve or a newer update may have happened meanwhile."""
@@ -288,6 +275,9 @@ class Sender:
 
     def _stale_reason(self, job: _Job) -> str | None:
         message, subscriber = job.message, job.subscriber
+        prepared = self._prepared.get(message.id)  # type: ignore[arg-type]
+        if prepared is not None and prepared.cancel:
+            return prepared.cancel
         if subscriber is not None and subscriber.status != "active":
             return f"cancelled: subscriber is {subscriber.status}"
         if message.kind == "status" and message.incident_id is not None:
@@ -310,19 +300,20 @@ class Sender:
         message, subscriber = job.message, job.subscriber
         incident = self._incidents[message.incident_id] if message.incident_id is not None else None
         update = self._updates.get(message.update_id) if message.update_id is not None else None
-        extra: dict[str, Any] = {}
-        if message.callback_id is not None:
-            extra = dict(self._callbacks[message.callback_id])
+        prepared = self._prepared.pop(message.id, None)  # type: ignore[arg-type]
+        extra: dict[str, Any] = dict(prepared.render) if prepared is not None else {}
+        update = extra.pop("update", update)
         url = self._unsubscribe_url(subscriber.id) if subscriber is not None else ""  # type: ignore[arg-type]
+        reader = extra.pop("subscriber", subscriber)
         rendered = self.renderer.render(
             message.kind, incident=incident, locale=message.locale,  # type: ignore[arg-type]
-            region=subscriber.region if subscriber else None, subscriber=subscriber or extra.pop("subscriber", None),
-            update=update, unsubscribe_url=url, **extra,
+            region=reader.region if reader else None, subscriber=reader, update=update,
+            unsubscribe_url=url, **extra,
         )  # fmt: skip
         if message.channel == "webhook":
-            from notifier.delivery.webhook import webhook_payload
-
-            return webhook_payload(message.kind, incident, rendered, update, callback=extra.get("callback"))
+            return webhook_payload(
+                message.kind, incident, rendered, update, prepared.callback if prepared else None
+            )
         composer = self._composers.get(message.locale, self._composers["ru"])
         return composer.compose(
             message_id=message_id(message.id, self.domain),  # type: ignore[arg-type]
@@ -372,14 +363,10 @@ class Sender:
 async def open_transports(config: Config) -> dict[str, Transport]:
     """One transport per channel, started: SMTP (the pool) and, when available, webhooks."""
     from notifier.delivery.smtp import SmtpTransport
+    from notifier.delivery.webhook import WebhookTransport
 
     transports: dict[str, Any] = {"email": SmtpTransport(config.smtp, password=config.smtp.password())}
-    try:
-        from notifier.delivery.webhook import WebhookTransport
-    except ImportError:  # pragma: no cover - the webhook transport ships with the hotline
-        pass
-    else:
-        transports["webhook"] = WebhookTransport()
+    transports["webhook"] = WebhookTransport()
     opened: dict[str, Any] = {}
     try:
         for channel, transport in transports.items():
@@ -408,7 +395,7 @@ async def send_due(
 ) -> SendReport:
     """Send everything due now and return the counts (what `notifier send` does)."""
     renderer = Renderer(config)
-    renderer.ensure_ready(("status", "apology"))
+    renderer.ensure_ready(("status", "apology", "hotline", "reminder", "escalation"))
     config.secret()  # fail before claiming anything if unsubscribe links cannot be signed
     transports = await open_transports(config)
     try:
