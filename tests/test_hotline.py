@@ -289,14 +289,17 @@ def announce(engine: Any, config: Any, ref: int, at: datetime) -> int:
 
 
 def test_announcements_go_to_each_target_and_the_latest_wins(engine, hook_config) -> None:
-    ref = declare(engine, hook_config)
-    assert announce(engine, hook_config, ref, T0) == 2
+    ref = declare(engine, hook_config)  # declaring announces to both targets
+    assert Counter(m.recipient for m in messages(engine, "hotline")) == Counter(
+        {"callcentre@example.org": 1, HOOK: 1}
+    )
     assert announce(engine, hook_config, ref, T0) == 0  # the same update twice: nothing new
     with write_session(engine) as session:
-        incidents.post_update(
+        step = incidents.post_update(
             session, hook_config, ref, status="identified", message="Нашли", now=minutes(20)
         )
-    assert announce(engine, hook_config, ref, minutes(20)) == 2
+    assert step.queued["hotline"] == 2
+    assert announce(engine, hook_config, ref, minutes(20)) == 0
     rows = messages(engine, "hotline")
     assert Counter((m.recipient, m.state) for m in rows) == Counter({
         ("callcentre@example.org", "cancelled"): 1, (HOOK, "cancelled"): 1,
