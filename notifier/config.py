@@ -135,6 +135,7 @@ class MailingSection(_Section):
     max_attempts: int = Field(8, ge=1)
     lease: Duration = timedelta(minutes=5)
     batch_size: int = Field(500, ge=1, le=10_000)
+    database_outage: Duration = timedelta(seconds=60)  # a sender waits this long for the database
 
 
 class Region(_Section):

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from notifier import hotline, tokens
 from notifier.composing import Composer, message_id
@@ -29,7 +30,7 @@ from notifier.config import Config
 from notifier.db import read_session
 from notifier.delivery import queue
 from notifier.delivery.webhook import webhook_payload
-from notifier.errors import DeliveryError
+from notifier.errors import DatabaseError, DeliveryError
 from notifier.models import Incident, Message, Subscriber, Update, utcnow
 from notifier.rendering import Renderer
 
@@ -80,6 +81,40 @@ class SendReport:
             "sent": self.sent, "retried": self.retried, "failed": self.failed, "bounced": self.bounced,
             "cancelled": self.cancelled, "seconds": round(time.monotonic() - self.started, 3),
         }  # fmt: skip
+
+
+_DB_ERRORS = (DatabaseError, DBAPIError)
+
+
+class _Outage:
+    """A database that stopped answering: back off between tries, give up after ``limit``.
+
+    A full disk is not waited for: it stops the run at once with a clear message.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit, self.delay = limit, 0.2
+        self.since: float | None = None
+
+    async def wait(self, exc: BaseException) -> None:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "disk is full" in detail or "No space left" in detail:
+            raise DatabaseError(
+                f"{detail.removesuffix('.')}; stopped sending (unrecorded sends stay claimed)"
+            )
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            log.warning("database unavailable, waiting (%s)", detail)
+        elif now - self.since > self.limit:
+            raise DatabaseError(f"the database has not answered for {self.limit:.0f} s: {detail}")
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, 5.0)
+
+    def ok(self) -> None:
+        if self.since is not None:
+            log.warning("database back after %.1f s", time.monotonic() - self.since)
+        self.since, self.delay = None, 0.2
 
 
 @dataclass
@@ -147,6 +182,12 @@ class Sender:
         claimed: set[int] = set()
         fatal: list[BaseException] = []
         batch = self.config.mailing.batch_size
+        limit = self.config.mailing.database_outage.total_seconds()
+        claim_outage, record_outage = _Outage(limit), _Outage(limit)
+
+        def give_up(exc: BaseException) -> None:
+            fatal.append(exc)
+            stop.set()
 
         async def feeder() -> None:
             try:
@@ -154,7 +195,12 @@ class Sender:
                     if jobs.qsize() > batch // 2:
                         await asyncio.sleep(0.01)
                         continue
-                    loaded = await asyncio.to_thread(self._claim_and_load, batch)
+                    try:
+                        loaded = await asyncio.to_thread(self._claim_and_load, batch)
+                        claim_outage.ok()
+                    except _DB_ERRORS as exc:
+                        await claim_outage.wait(exc)
+                        continue
                     if not loaded:
                         if until_empty and jobs.empty() and not _busy[0] and not len(results):
                             break
@@ -163,6 +209,8 @@ class Sender:
                     for job in loaded:
                         claimed.add(job.message.id)  # type: ignore[arg-type]
                         await jobs.put(job)
+            except DatabaseError as exc:
+                give_up(exc)
             finally:
                 for _ in range(self.concurrency):
                     await jobs.put(None)
@@ -180,8 +228,7 @@ class Sender:
                 try:
                     await self._deliver(job, results)
                 except DeliveryError as exc:
-                    fatal.append(exc)
-                    stop.set()
+                    give_up(exc)
                 finally:
                     _busy[0] -= 1
                     claimed.discard(job.message.id)  # type: ignore[arg-type]
@@ -192,7 +239,11 @@ class Sender:
             while True:
                 finished = all(t.done() for t in workers)
                 if len(results):
-                    await self._flush(results, on_progress)
+                    try:
+                        await self._flush(results, on_progress, record_outage)
+                    except DatabaseError as exc:
+                        give_up(exc)
+                        return
                 if finished:
                     return
                 await asyncio.sleep(0.01)
@@ -208,23 +259,44 @@ class Sender:
                 job = jobs.get_nowait()
                 if job is not None:
                     claimed.add(job.message.id)  # type: ignore[arg-type]
-            if claimed:
-                await asyncio.to_thread(queue.release, self.engine, self.worker, claimed)
-            if len(results):
-                await self._flush(results, on_progress)
+            await self._wind_down(claimed, results, on_progress, fatal)
         if fatal:
             raise fatal[0]
         return self.report
 
-    async def _flush(self, results: queue.Results, on_progress: Callable[[SendReport], None] | None) -> None:
+    async def _wind_down(
+        self, claimed: set[int], results: queue.Results, on_progress: Any, fatal: list[BaseException]
+    ) -> None:
+        """Record what is left and hand back what was claimed but not sent (best effort:
+        with the database gone, the leases expire and the rows are claimed again)."""
+        try:
+            if len(results):
+                await self._flush(results, on_progress, _Outage(0 if fatal else 10))
+            if claimed:
+                await asyncio.to_thread(queue.release, self.engine, self.worker, claimed)
+        except _DB_ERRORS as exc:
+            log.warning("could not record the last results (%s); their leases will expire", exc)
+            if not fatal:
+                fatal.append(exc if isinstance(exc, DatabaseError) else DatabaseError(str(exc)))
+
+    async def _flush(
+        self, results: queue.Results, on_progress: Callable[[SendReport], None] | None, outage: _Outage
+    ) -> None:
+        """Record the results so far; while the database is away, keep them and try again."""
         batch = queue.Results(
             results.sent[:], results.retry[:], results.failed[:], results.bounced[:], results.cancelled[:]
         )
         for part in (results.sent, results.retry, results.failed, results.bounced, results.cancelled):
             part.clear()
-        await asyncio.to_thread(
-            queue.record, self.engine, self.worker, batch, self.config.mailing, self.clock()
-        )
+        while True:
+            try:
+                await asyncio.to_thread(
+                    queue.record, self.engine, self.worker, batch, self.config.mailing, self.clock()
+                )
+                outage.ok()
+                break
+            except _DB_ERRORS as exc:
+                await outage.wait(exc)
         r = self.report
         r.sent += len(batch.sent)
         r.retried += sum(1 for _, attempts, _ in batch.retry if attempts < self.config.mailing.max_attempts)
