@@ -24,7 +24,7 @@ from pathlib import Path
 from notifier import incidents, outbox, subscribers
 from notifier.config import load_config
 from notifier.db import make_engine, read_session, upgrade, write_session
-from notifier.delivery.sender import send_due
+from notifier.delivery.sender import SendReport, send_due
 from notifier.errors import NotifierError
 from notifier.models import utcnow
 from notifier.sink import Sink
@@ -135,7 +135,8 @@ def run_demo(directory: Path | None, *, count: int = 4000, say: Callable[[str], 
                 now=started + timedelta(minutes=40),
             )  # fmt: skip
         sent = asyncio.run(send_due(engine, config))
-        say(f"Status notices: {sent.sent} sent (only the newest notice per subscriber goes out).")
+        say(f"Status notices: {_sent(sent, 'status')} sent (only the newest notice per subscriber goes out); "
+            f"hotline announcements: {_sent(sent, 'hotline')} sent to the call centre.")  # fmt: skip
 
         with write_session(engine) as session:
             resolved = incidents.resolve(
@@ -149,7 +150,7 @@ def run_demo(directory: Path | None, *, count: int = 4000, say: Callable[[str], 
         say(f"Resolved {ref} after 5 h 7 min; {resolved.queued.get('apology', 0) if resolved.queued else 0} "
             f"apologies queued; compensation by policy: {resolved.incident.compensation_days} days.")  # fmt: skip
         apologies = asyncio.run(send_due(engine, config))
-        say(f"Apologies: {apologies.sent} sent.")
+        say(f"Apologies: {_sent(apologies, 'apology')} sent.")
         sink.wait_for(sent.sent + apologies.sent, timeout=10)
         with read_session(engine) as session:
             counts = outbox.counts(session, declared.incident.id)
@@ -157,7 +158,20 @@ def run_demo(directory: Path | None, *, count: int = 4000, say: Callable[[str], 
     engine.dispose()
     sample = _sample_apology(mail_dir)
     say(f"{sink.messages} e-mails stored as .eml files in {mail_dir}")
-    return DemoResult(directory, ref, declared.affected, active, sent.sent, apologies.sent, mail_dir, sample)
+    return DemoResult(
+        directory,
+        ref,
+        declared.affected,
+        active,
+        _sent(sent, "status"),
+        _sent(apologies, "apology"),
+        mail_dir,
+        sample,
+    )
+
+
+def _sent(report: SendReport, kind: str) -> int:
+    return sum(counts["sent"] for (_, k), counts in report.mailings.items() if k == kind)
 
 
 def _sample_apology(mail_dir: Path) -> str:
