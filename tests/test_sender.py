@@ -208,8 +208,9 @@ def test_sender_killed_mid_run_loses_nothing_and_duplicates_only_in_flight(
     counts = _recipients(smtp_server)
     assert len(counts) == 120  # nobody lost
     duplicates = [address for address, n in counts.items() if n > 1]
-    # Only what was in flight when it died: on a connection, or sent and not yet recorded.
-    assert len(duplicates) <= 2 * cfg.smtp.connections
+    # Only what was in flight when it died: on a connection, or sent in the last recording
+    # interval (0.1 s at most 4 connections / 0.02 s = 200 messages/s: 20) and not yet recorded.
+    assert len(duplicates) <= cfg.smtp.connections + 20
     assert max(counts.values()) <= 2
     ids: dict[str, set[str]] = {}
     for _, rcpts, raw in smtp_server.received:
