@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -341,6 +342,34 @@ def list_incidents(session: Session, *, open_only: bool = False, limit: int = 50
     if open_only:
         query = query.where(Incident.status != "resolved")
     return list(session.exec(query).scalars())  # type: ignore[call-overload]
+
+
+def as_dict(incident: Incident) -> dict[str, Any]:
+    """The incident's own fields, as the CLI's JSON and the report show them."""
+    duration = (incident.resolved_at - incident.started_at) if incident.resolved_at else None
+    return {
+        "id": incident.ref,
+        "title": incident.title,
+        "severity": incident.severity,
+        "status": incident.status,
+        "regions": incident.regions,
+        "services": incident.services,
+        "started_at": incident.started_at,
+        "declared_at": incident.declared_at,
+        "resolved_at": incident.resolved_at,
+        "duration_seconds": duration.total_seconds() if duration else None,
+        "cause": incident.cause,
+        "measures": incident.measures,
+        "compensation_days": incident.compensation_days,
+        "apology": incident.apology_state,
+    }
+
+
+def timeline_dicts(session: Session, incident_id: int) -> list[dict[str, Any]]:
+    return [
+        {"at": u.created_at, "kind": u.kind, "status": u.status, "message": u.message, "by": u.author}
+        for u in timeline(session, incident_id)
+    ]
 
 
 def timeline(session: Session, incident_id: int) -> list[Update]:

@@ -23,32 +23,15 @@ def incident_report(session: Session, ref: str | int) -> dict[str, Any]:
         .where(Message.incident_id == incident.id, Message.state == "sent")
         .group_by(Message.kind)
     ).all()
-    duration = (incident.resolved_at - incident.started_at) if incident.resolved_at else None
     return {
-        "id": incident.ref,
-        "title": incident.title,
-        "severity": incident.severity,
-        "status": incident.status,
-        "regions": incident.regions,
-        "services": incident.services,
-        "started_at": incident.started_at,
-        "declared_at": incident.declared_at,
-        "resolved_at": incident.resolved_at,
-        "duration_seconds": duration.total_seconds() if duration else None,
-        "cause": incident.cause,
-        "measures": incident.measures,
-        "compensation_days": incident.compensation_days,
-        "apology": incident.apology_state,
+        **incidents.as_dict(incident),
         "audience": incidents.audience_size(session, incident.id),
         "messages": outbox.counts(session, incident.id),
         "deliveries": {
             kind: {"first_sent_at": first, "last_sent_at": last} for kind, first, last in sent_window
         },
         **_hotline(session, incident.id),
-        "timeline": [
-            {"at": u.created_at, "kind": u.kind, "status": u.status, "message": u.message, "by": u.author}
-            for u in incidents.timeline(session, incident.id)
-        ],
+        "timeline": incidents.timeline_dicts(session, incident.id),
     }
 
 

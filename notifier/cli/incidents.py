@@ -12,7 +12,6 @@ from notifier.cli.common import console, parse_time, print_json, state, thousand
 from notifier.config import Config
 from notifier.db import read_session, write_session
 from notifier.incidents import StepResult
-from notifier.models import Incident
 from notifier.rendering import Renderer
 
 incident_app = typer.Typer(
@@ -24,27 +23,9 @@ JSON = typer.Option(False, "--json", help="print one JSON object")
 BY = typer.Option("", "--by", help="who does this (recorded in the timeline)")
 
 
-def incident_dict(incident: Incident) -> dict[str, Any]:
-    return {
-        "id": incident.ref,
-        "title": incident.title,
-        "severity": incident.severity,
-        "status": incident.status,
-        "regions": incident.regions,
-        "services": incident.services,
-        "started_at": incident.started_at,
-        "declared_at": incident.declared_at,
-        "resolved_at": incident.resolved_at,
-        "cause": incident.cause,
-        "measures": incident.measures,
-        "compensation_days": incident.compensation_days,
-        "apology": incident.apology_state,
-    }
-
-
 def _step_json(result: StepResult, **extra: Any) -> dict[str, Any]:
     return {
-        **incident_dict(result.incident),
+        **incidents.as_dict(result.incident),
         "affected": result.affected,
         "added": result.added,
         "queued": result.queued or {},
@@ -251,7 +232,7 @@ def list_(
         found = incidents.list_incidents(session, open_only=open_only)
         sizes = {i.id: incidents.audience_size(session, i.id) for i in found}  # type: ignore[arg-type]
     if as_json:
-        print_json({"incidents": [{**incident_dict(i), "affected": sizes[i.id]} for i in found]})
+        print_json({"incidents": [{**incidents.as_dict(i), "affected": sizes[i.id]} for i in found]})
         return
     if not found:
         console.print("No incidents.")
@@ -277,13 +258,9 @@ def show(
     with read_session(st.engine()) as session:
         incident = incidents.get(session, incident_id)
         size = incidents.audience_size(session, incident.id)  # type: ignore[arg-type]
-        entries = incidents.timeline(session, incident.id)  # type: ignore[arg-type]
-    timeline = [
-        {"at": u.created_at, "kind": u.kind, "status": u.status, "message": u.message, "by": u.author}
-        for u in entries
-    ]
+        timeline = incidents.timeline_dicts(session, incident.id)  # type: ignore[arg-type]
     if as_json:
-        print_json({**incident_dict(incident), "affected": size, "timeline": timeline})
+        print_json({**incidents.as_dict(incident), "affected": size, "timeline": timeline})
         return
     services = ", ".join(incident.services) or "all services"
     console.print(f"{incident.ref} «{incident.title}» — {incident.status}, {incident.severity}", markup=False)
