@@ -207,7 +207,9 @@ class ServeSection(_Section):
     tick: Duration = timedelta(seconds=2)  # how often due messages are looked for
     housekeeping: Duration = timedelta(seconds=30)  # reclaim leases, remind, escalate
     shutdown_grace: Duration = timedelta(seconds=30)  # in-flight sends may finish within this
-    alert_token_env: str = "NOTIFIER_ALERT_TOKEN"  # env var holding the alert webhook's bearer token
+    alert_token_env: str = "NOTIFIER_ALERT_TOKEN"
+    alert_service_label: str = "service"  # the Alertmanager label naming the service …
+    alert_region_label: str = "region"  # … and the region  # env var holding the alert webhook's bearer token
 
 
 class Config(_Section):

@@ -25,7 +25,10 @@ URL = "/api/alerts/alertmanager"
 def web(config: Any, engine: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[httpx.Client]:
     monkeypatch.setenv(config.serve.alert_token_env, TOKEN)
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    with running(create_app(config, engine)) as url, httpx.Client(base_url=url, headers=headers, timeout=20) as client:
+    with (
+        running(create_app(config, engine)) as url,
+        httpx.Client(base_url=url, headers=headers, timeout=20) as client,
+    ):
         yield client
 
 
@@ -149,3 +152,24 @@ def test_no_payload_gets_a_server_error(web, body) -> None:
     response = web.post(URL, content=json.dumps(body), headers={"Content-Type": "application/json"})
     assert response.status_code < 500, response.text
     assert "error" in response.json() or "actions" in response.json()
+
+
+def test_label_names_come_from_the_config(config_path, database_url, engine, monkeypatch) -> None:
+    from notifier.config import load_config
+    from tests.conftest import write_config
+
+    custom = load_config(write_config(
+        config_path.parent, database_url, serve={"alert_service_label": "app", "alert_region_label": "subject_code"}
+    ))  # fmt: skip
+    monkeypatch.setenv(custom.serve.alert_token_env, TOKEN)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with (
+        running(create_app(custom, engine)) as url,
+        httpx.Client(base_url=url, headers=headers, timeout=20) as web,
+    ):
+        plain = web.post(URL, json=payload(alert()))  # labelled service/region: not what this config reads
+        assert plain.status_code == 422 and "'app'" in plain.json()["error"]["message"]
+        relabelled = {**alert(), "labels": {"alertname": "ReportsDown", "app": "edo", "subject_code": "25"}}
+        assert web.post(URL, json=payload(relabelled)).json()["actions"][0]["action"] == "declared"
+    (incident,) = _open(engine)
+    assert incident.services == ["edo"] and incident.regions == ["25"]

@@ -28,7 +28,16 @@ from notifier.models import Incident
 from notifier.rendering import Renderer
 from notifier.web.deps import ConfigDep, EngineDep, NowDep
 
-SERVICE_LABEL, REGION_LABEL, SEVERITY_LABEL = "service", "region", "severity"
+SEVERITY_LABEL = "severity"
+
+
+def _where(config: Config, alert: Alert) -> tuple[str | None, str | None]:
+    """(service, region) from the labels the config names ([serve].alert_*_label)."""
+    return alert.labels.get(config.serve.alert_service_label), alert.labels.get(
+        config.serve.alert_region_label
+    )
+
+
 BY = "alertmanager"
 _TITLE = {"ru": "Нарушена работа сервиса «{name}»", "en": "{name} is disrupted"}
 _RECOVERED = {
@@ -89,9 +98,11 @@ def _open_for(open_incidents: list[Incident], service: str) -> Incident | None:
 
 
 def _check(config: Config, alert: Alert) -> str | None:
-    service, region = alert.labels.get(SERVICE_LABEL), alert.labels.get(REGION_LABEL)
+    service, region = _where(config, alert)
     if not service or not region:
-        return f"needs the labels {SERVICE_LABEL!r} and {REGION_LABEL!r}"
+        return (
+            f"needs the labels {config.serve.alert_service_label!r} and {config.serve.alert_region_label!r}"
+        )
     if service not in config.services:
         return f"unknown service {service!r}"
     if region not in config.regions:
@@ -120,12 +131,12 @@ def alertmanager(payload: AlertmanagerPayload, engine: EngineDep, config: Config
         )
     if any(a.status == "firing" for a in usable) and config.mailing.send_status_notices:
         Renderer(config).ensure_ready(["status"])
-    firing = {(a.labels[SERVICE_LABEL], a.labels[REGION_LABEL]) for a in usable if a.status == "firing"}
+    firing = {_where(config, a) for a in usable if a.status == "firing"}
     actions: list[dict[str, Any]] = []
     with write_session(engine) as session:
         open_incidents = incidents.list_incidents(session, open_only=True, limit=500)
         for alert in usable:
-            service, region = alert.labels[SERVICE_LABEL], alert.labels[REGION_LABEL]
+            service, region = _where(config, alert)
             incident = _open_for(open_incidents, service)
             if alert.status == "firing":
                 actions.append(_fire(session, config, alert, incident, open_incidents, now))
@@ -140,7 +151,7 @@ def _fire(
     session: Any, config: Config, alert: Alert, incident: Incident | None, open_incidents: list[Incident],
     now: datetime,
 ) -> dict[str, Any]:  # fmt: skip
-    service, region = alert.labels[SERVICE_LABEL], alert.labels[REGION_LABEL]
+    service, region = _where(config, alert)
     if incident is None:
         locale = config.notifier.default_locale
         severity = alert.labels.get(SEVERITY_LABEL, "major")
