@@ -6,6 +6,11 @@ the web turns them into 4xx pages. Anything that is not a NotifierError is a bug
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from notifier.models import Subscriber
+
 
 class NotifierError(Exception):
     """A mistake or condition the user can act on. ``str()`` is the whole message."""
@@ -66,3 +71,16 @@ class CallbackNotFound(NotFoundError):
 
 class CallbackClosed(NotifierError):
     """A callback that is already done cannot be closed again."""
+
+
+class AmbiguousSubscriber(NotifierError):
+    """An identifier matches more than one subscriber (at most 50 are counted)."""
+
+    exit_code = 2
+
+    def __init__(self, key: str, found: list[Subscriber]) -> None:
+        sample = ", ".join(s.external_id or s.email or s.phone or f"#{s.id}" for s in found[:3])
+        super().__init__(
+            f"{key!r} matches {len(found)}{'+' if len(found) >= 50 else ''} subscribers ({sample}"
+            f"{', …' if len(found) > 3 else ''}); give an account number, e-mail or phone"
+        )

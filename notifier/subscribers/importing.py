@@ -1,11 +1,10 @@
-"""Subscribers: CSV import (streamed, validated, upserted), adding, listing, counting, lookup.
+"""The CSV import: streamed, validated and upserted in bounded memory, whatever the file size.
 
-Owns the rules a subscriber row must satisfy (e-mail, phone, region, services, locale, no
-control characters), the import that applies them to a CSV of any size in bounded memory
-(one write transaction per batch, set-based statements that run the same on SQLite and
-PostgreSQL), and finding a subscriber by account number, e-mail, phone in any common format
-or part of the name. It does not choose an incident's audience (``incidents``) nor print
-anything (``cli.subscribers``).
+Owns reading the file (UTF-8, a strict header, broken quoting reported by line), validating
+rows in worker processes for big files, the set-based upsert (one write transaction per batch,
+statements that run the same on SQLite and PostgreSQL) and the ``ImportReport`` it returns.
+The rules a row must satisfy live in ``validation``; finding or adding one subscriber in
+``lookup``.
 
 Import rules worth knowing:
 
@@ -18,135 +17,33 @@ Import rules worth knowing:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import multiprocessing
 import os
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 from itertools import islice
 from typing import IO, Any, TypeVar
 
-import phonenumbers
-from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from notifier.config import LOCALES, Config
+from notifier.config import Config
 from notifier.db import write_session
-from notifier.errors import NotifierError, SubscriberNotFound, UsageError
-from notifier.models import SUBSCRIBER_STATUSES, Subscriber, utcnow
+from notifier.errors import UsageError
+from notifier.models import Subscriber, utcnow
+from notifier.subscribers.validation import COLUMNS, RowError, clean, row_key
 
-COLUMNS: tuple[str, ...] = ("external_id", "name", "email", "phone", "region", "services", "locale")
-MAX_NAME = 200
-MAX_EXTERNAL_ID = 100
-MAX_FIELD = 1000
 KEPT_REJECTIONS = 20
 PARALLEL_FROM_BYTES = 4_000_000
 _T = TypeVar("_T")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_NOT_UTF8 = re.compile(r"[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
-_SUSPECT = re.compile(r"[\x00-\x1f\x7f\udc80-\udcff]")
-# Plain ASCII dot-atom addresses: email_validator leaves the local part as it is, so only the
-# domain needs its (slow) verdict, which is cached. Anything else goes to email_validator whole.
-_PLAIN_EMAIL = re.compile(
-    r"([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)@([A-Za-z0-9.-]+)"
-)
-_PHONE_LIKE = re.compile(r"[\d\s()+\-.]{5,}")
 _TABLE = Subscriber.__table__  # type: ignore[attr-defined]
 _COMPARED = ("name", "name_key", "email", "email_key", "phone", "region", "services", "locale")
-
-
-class RowError(ValueError):
-    """Why one row cannot be imported; ``str()`` is the reason shown to the user."""
-
-
-# Validation --------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=4096)
-def _domain(domain: str) -> str:
-    """The normalised domain, or EmailNotValidError, as email_validator judges it."""
-    return validate_email("x@" + domain, check_deliverability=False).domain
-
-
-def normalise_email(raw: str) -> str:
-    """The normalised form of an e-mail address (email_validator's rules, no DNS lookups)."""
-    match = _PLAIN_EMAIL.fullmatch(raw)
-    try:
-        if match and len(match.group(1)) <= 64 and len(raw) <= 254:
-            return f"{match.group(1)}@{_domain(match.group(2))}"
-        return validate_email(raw, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise RowError(f"e-mail {raw!r} is not valid: {exc}") from None
-
-
-def normalise_phone(raw: str, country: str) -> str:
-    """A phone number in any common format -> E.164 (``8 912 …`` is read as Russia's trunk prefix)."""
-    try:
-        number = phonenumbers.parse(raw, country)
-    except phonenumbers.NumberParseException:
-        raise RowError(f"phone {raw!r} is not a phone number") from None
-    if not phonenumbers.is_valid_number(number):
-        raise RowError(f"phone {raw!r} is not a valid number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def _services(raw: str, config: Config) -> str:
-    codes = list(dict.fromkeys(code.strip() for code in raw.split(";") if code.strip()))
-    for code in codes:
-        if code not in config.services:
-            raise RowError(f"unknown service {code!r} (known: {', '.join(sorted(config.services))})")
-    return ";" + ";".join(codes) + ";" if codes else ""
-
-
-def clean(values: dict[str, str], config: Config) -> dict[str, Any]:
-    """One subscriber's raw fields -> the columns to store; raises RowError with the reason."""
-    if _SUSPECT.search("".join(values.values())):
-        if _NOT_UTF8.search("".join(values.values())):
-            raise RowError("not UTF-8 text (save the file as UTF-8)")
-        column = next(c for c in COLUMNS if _CONTROL.search(values.get(c) or ""))
-        raise RowError(f"{column} contains a control character (a line break, tab or similar)")
-    if any(len(value) > MAX_FIELD for value in values.values()):
-        column = next(c for c in COLUMNS if len(values.get(c) or "") > MAX_FIELD)
-        raise RowError(f"{column} is longer than {MAX_FIELD} characters")
-    external_id = (values.get("external_id") or "").strip()
-    if len(external_id) > MAX_EXTERNAL_ID:
-        raise RowError(f"external_id is longer than {MAX_EXTERNAL_ID} characters")
-    name = " ".join((values.get("name") or "").split())
-    if len(name) > MAX_NAME:
-        raise RowError(f"name is longer than {MAX_NAME} characters")
-    email_raw, phone_raw = (values.get("email") or "").strip(), (values.get("phone") or "").strip()
-    if not email_raw and not phone_raw:
-        raise RowError("needs an e-mail or a phone (both are empty)")
-    email = normalise_email(email_raw) if email_raw else None
-    phone = normalise_phone(phone_raw, config.notifier.default_country) if phone_raw else None
-    region = (values.get("region") or "").strip()
-    if not region:
-        raise RowError("region is empty")
-    if region not in config.regions:
-        raise RowError(f"unknown region {region!r}")
-    locale = (values.get("locale") or "").strip().lower() or config.notifier.default_locale
-    if locale not in LOCALES:
-        raise RowError(f"locale must be one of {', '.join(LOCALES)}, not {locale!r}")
-    return {
-        "external_id": external_id or None,
-        "name": name,
-        "name_key": name.casefold(),
-        "email": email,
-        "email_key": email.lower() if email else None,
-        "phone": phone,
-        "region": region,
-        "services": _services(values.get("services") or "", config),
-        "locale": locale,
-    }
 
 
 # CSV import --------------------------------------------------------------------------------
@@ -363,14 +260,6 @@ def _reject(report: ImportReport, errors: Any, line: int, reason: str, fields: l
 # Set-based upsert --------------------------------------------------------------------------
 
 
-def _key(row: dict[str, Any]) -> tuple[str, str]:
-    if row["external_id"]:
-        return ("external_id", row["external_id"])
-    if row["email_key"]:
-        return ("email_key", row["email_key"])
-    return ("phone", row["phone"])
-
-
 def _chunks(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
@@ -407,7 +296,7 @@ def upsert_batch(session: Session, rows: list[dict[str, Any]], report: ImportRep
     """
     by_key: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
-        key = _key(row)
+        key = row_key(row)
         if key in by_key:
             report.superseded += 1
         by_key[key] = row
@@ -435,167 +324,3 @@ def upsert_batch(session: Session, rows: list[dict[str, Any]], report: ImportRep
         connection.exec_driver_sql(f"UPDATE subscriber SET {assignments} WHERE id = {mark}", updates)
     report.inserted += len(inserts)
     report.updated += len(updates)
-
-
-# One subscriber at a time ------------------------------------------------------------------
-
-
-def add_subscriber(session: Session, config: Config, **fields: Any) -> Subscriber:
-    """Add one subscriber (same rules as the import); refuses one that already exists."""
-    unknown = set(fields) - set(COLUMNS)
-    if unknown:
-        raise UsageError(f"unknown subscriber field(s): {', '.join(sorted(unknown))}")
-    services = fields.get("services") or ""
-    if not isinstance(services, str):
-        fields["services"] = ";".join(services)
-    try:
-        row = clean({name: str(value) for name, value in fields.items() if value is not None}, config)
-    except RowError as exc:
-        raise UsageError(str(exc)) from None
-    kind, value = _key(row)
-    if session.execute(select(_TABLE.c.id).where(_TABLE.c[kind] == value)).first():
-        what = {"external_id": "account number", "email_key": "e-mail", "phone": "phone"}[kind]
-        raise UsageError(f"a subscriber with the {what} {value!r} already exists (import a CSV to update it)")
-    now = utcnow()
-    subscriber = Subscriber(**row, status="active", created_at=now, updated_at=now)
-    session.add(subscriber)
-    session.flush()
-    return subscriber
-
-
-def _service_filter(services: Iterable[str]) -> Any:
-    return or_(*(Subscriber.services.like(f"%;{code};%") for code in services))  # type: ignore[attr-defined]
-
-
-def list_subscribers(
-    session: Session,
-    *,
-    region: str | None = None,
-    service: str | None = None,
-    status: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> list[Subscriber]:
-    """Subscribers in the order they were added, optionally of one region, service or status."""
-    query = select(Subscriber).order_by(Subscriber.id).limit(limit).offset(offset)  # type: ignore[arg-type]
-    if region:
-        query = query.where(Subscriber.region == region)
-    if service:
-        query = query.where(_service_filter([service]))
-    if status:
-        _check_status(status)
-        query = query.where(Subscriber.status == status)
-    return list(session.execute(query).scalars().all())
-
-
-def count_subscribers(
-    session: Session,
-    *,
-    regions: Iterable[str] = (),
-    services: Iterable[str] = (),
-    status: str | None = "active",
-) -> int:
-    """How many subscribers (of ``status``; None = any) are in any of ``regions`` and use any of ``services``."""
-    conditions = []
-    regions, services = list(regions), list(services)
-    if regions:
-        conditions.append(Subscriber.region.in_(regions))  # type: ignore[attr-defined]
-    if services:
-        conditions.append(_service_filter(services))
-    if status:
-        _check_status(status)
-        conditions.append(Subscriber.status == status)
-    query = select(func.count()).select_from(Subscriber)
-    if conditions:
-        query = query.where(and_(*conditions))
-    return session.execute(query).scalar_one()
-
-
-def _check_status(status: str) -> None:
-    if status not in SUBSCRIBER_STATUSES:
-        raise UsageError(f"status must be one of {', '.join(SUBSCRIBER_STATUSES)}, not {status!r}")
-
-
-# Lookup ------------------------------------------------------------------------------------
-
-
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def find(session: Session, config: Config, key_or_query: str, *, limit: int = 50) -> list[Subscriber]:
-    """Subscribers an identifier names: account number, e-mail, phone (any format) — exact
-    matches — else those whose name contains the text (case-insensitive, Cyrillic included)."""
-    query = " ".join(key_or_query.split())
-    if not query:
-        raise UsageError("give an account number, e-mail, phone or part of a name to look for")
-    exact = [Subscriber.external_id == query]
-    if "@" in query:
-        exact.append(Subscriber.email_key == query.lower())
-    if _PHONE_LIKE.fullmatch(query):
-        with contextlib.suppress(RowError):  # not a phone after all: the name search may still match
-            exact.append(Subscriber.phone == normalise_phone(query, config.notifier.default_country))
-    found = (
-        session.execute(select(Subscriber).where(or_(*exact)).order_by(Subscriber.id).limit(limit))
-        .scalars()
-        .all()
-    )
-    if found or not any(ch.isalpha() for ch in query):
-        return list(found)
-    pattern = f"%{_like_escape(query.casefold())}%"
-    by_name = select(Subscriber).where(Subscriber.name_key.like(pattern, escape="\\"))  # type: ignore[attr-defined]
-    return list(session.execute(by_name.order_by(Subscriber.id).limit(limit)).scalars().all())
-
-
-class AmbiguousSubscriber(NotifierError):
-    exit_code = 2
-
-    def __init__(self, key: str, found: list[Subscriber]) -> None:
-        sample = ", ".join(s.external_id or s.email or s.phone or f"#{s.id}" for s in found[:3])
-        super().__init__(
-            f"{key!r} matches {len(found)}{'+' if len(found) >= 50 else ''} subscribers ({sample}"
-            f"{', …' if len(found) > 3 else ''}); give an account number, e-mail or phone"
-        )
-
-
-def get_one(session: Session, config: Config, key: str) -> Subscriber:
-    """The one subscriber ``key`` names; SubscriberNotFound or AmbiguousSubscriber otherwise."""
-    found = find(session, config, key)
-    if not found:
-        raise SubscriberNotFound(key)
-    if len(found) > 1:
-        raise AmbiguousSubscriber(key, found)
-    return found[0]
-
-
-def unsubscribe(session: Session, key: str | int | Subscriber, *, config: Config | None = None) -> Subscriber:
-    """Stop all mail to one subscriber (idempotent; a bounced one stays bounced).
-
-    ``key`` is a Subscriber, its id, or (with ``config``) anything ``get_one`` accepts; without
-    ``config`` a string must be an exact account number, e-mail or E.164 phone.
-    """
-    if isinstance(key, Subscriber):
-        subscriber = key
-    elif isinstance(key, int):
-        found = session.get(Subscriber, key)
-        if found is None:
-            raise SubscriberNotFound(f"#{key}")
-        subscriber = found
-    elif config is not None:
-        subscriber = get_one(session, config, key)
-    else:
-        text = key.strip()
-        exact = or_(
-            Subscriber.external_id == text, Subscriber.email_key == text.lower(), Subscriber.phone == text
-        )
-        matches = list(session.execute(select(Subscriber).where(exact).limit(50)).scalars().all())
-        if not matches:
-            raise SubscriberNotFound(text)
-        if len(matches) > 1:
-            raise AmbiguousSubscriber(text, matches)
-        subscriber = matches[0]
-    if subscriber.status == "active":
-        subscriber.status, subscriber.updated_at = "unsubscribed", utcnow()
-        session.add(subscriber)
-        session.flush()
-    return subscriber

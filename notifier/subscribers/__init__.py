@@ -1,0 +1,70 @@
+"""Subscribers: CSV import (streamed, validated, upserted), adding, listing, counting, lookup.
+
+One module per concern; this package root only re-exports the public names:
+
+* ``validation``: the rules a subscriber row must satisfy (e-mail, phone, region, services,
+  locale, no control characters), ``normalise_email``, ``normalise_phone`` and ``RowError``;
+* ``importing``: ``import_csv`` for a CSV of any size in bounded memory (worker processes
+  validate, one write transaction per batch, a set-based upsert) and its ``ImportReport``;
+* ``lookup``: find a subscriber by account number, e-mail, phone in any common format or
+  part of the name; add, list, count and unsubscribe one.
+
+It does not choose an incident's audience (``incidents``) nor print anything
+(``cli.subscribers``).
+"""
+
+from __future__ import annotations
+
+from notifier.errors import AmbiguousSubscriber
+from notifier.subscribers.importing import (
+    KEPT_REJECTIONS,
+    PARALLEL_FROM_BYTES,
+    ImportReport,
+    Rejection,
+    import_csv,
+    upsert_batch,
+    validate_rows,
+)
+from notifier.subscribers.lookup import (
+    add_subscriber,
+    count_subscribers,
+    find,
+    get_one,
+    list_subscribers,
+    unsubscribe,
+)
+from notifier.subscribers.validation import (
+    COLUMNS,
+    MAX_EXTERNAL_ID,
+    MAX_FIELD,
+    MAX_NAME,
+    RowError,
+    clean,
+    normalise_email,
+    normalise_phone,
+)
+
+__all__ = [
+    "COLUMNS",
+    "KEPT_REJECTIONS",
+    "MAX_EXTERNAL_ID",
+    "MAX_FIELD",
+    "MAX_NAME",
+    "PARALLEL_FROM_BYTES",
+    "AmbiguousSubscriber",
+    "ImportReport",
+    "Rejection",
+    "RowError",
+    "add_subscriber",
+    "clean",
+    "count_subscribers",
+    "find",
+    "get_one",
+    "import_csv",
+    "list_subscribers",
+    "normalise_email",
+    "normalise_phone",
+    "unsubscribe",
+    "upsert_batch",
+    "validate_rows",
+]
