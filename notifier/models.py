@@ -179,6 +179,7 @@ class Callback(SQLModel, table=True):
     owner: str = ""
     done_at: datetime | None = _time(nullable=True)
     outcome: str = ""
+    closed_by: str = ""
     escalations: int = 0
     created_at: datetime = _time()
 

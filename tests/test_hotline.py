@@ -154,7 +154,7 @@ def test_callbacks_list_overdue_first_and_close_once(engine, config, make_subscr
         ] == [sooner.id]
     with write_session(engine) as session:
         closed = hotline.close_callback(session, sooner.id, "Перезвонили", "ivanov", now=minutes(61))
-        assert closed.outcome == "Перезвонили (ivanov)" and closed.done_at == minutes(61)
+        assert closed.outcome == "Перезвонили" and closed.closed_by == "ivanov" and closed.done_at == minutes(61)
     with write_session(engine) as session, pytest.raises(CallbackClosed, match="already closed"):
         hotline.close_callback(session, sooner.id, "again", "", now=minutes(62))
     with write_session(engine) as session, pytest.raises(CallbackNotFound, match="999"):

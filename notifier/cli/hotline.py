@@ -213,7 +213,7 @@ def callbacks(
         who = f"{sub.name} ({sub.external_id or sub.email or '—'})" if sub else "unknown caller"
         phone = e.call.caller_phone or (sub.phone if sub else "") or "no phone"
         if cb.done_at:
-            mark = f"done {_utc(cb.done_at)}: {cb.outcome}"
+            mark = f"done {_utc(cb.done_at)}{f' by {cb.closed_by}' if cb.closed_by else ''}: {cb.outcome}"
         else:
             mark = ("OVERDUE, " if e.overdue else "") + f"due {_utc(cb.due_at)}"
         _say(f"#{cb.id:<5} {mark} — {who}, {phone}, owner {cb.owner or '—'}"
@@ -240,7 +240,13 @@ def done(
     kept = callback.done_at <= callback.due_at  # type: ignore[operator]
     if as_json:
         print_json(
-            {"id": callback.id, "done_at": callback.done_at, "outcome": callback.outcome, "kept": kept}
+            {
+                "id": callback.id,
+                "done_at": callback.done_at,
+                "outcome": callback.outcome,
+                "closed_by": callback.closed_by,
+                "kept": kept,
+            }
         )
         return
     _say(f"Callback #{callback.id} closed{'' if kept else ' (late)'}: {callback.outcome}")

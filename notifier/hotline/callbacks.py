@@ -187,9 +187,7 @@ def close_callback(
         raise CallbackClosed(
             f"Callback {callback_id} was already closed at {callback.done_at:%Y-%m-%d %H:%M} UTC: {callback.outcome}"
         )
-    # No column for who closed it: when not the owner, the outcome says so.
-    callback.outcome = outcome if not by or by == callback.owner else f"{outcome} ({by})"
-    callback.done_at = now
+    callback.outcome, callback.closed_by, callback.done_at = outcome, by, now
     session.add(callback)
     session.execute(
         update(Message)
