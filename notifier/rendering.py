@@ -1,8 +1,9 @@
 """Rendering notifications from the templates support staff edit: text in, text out.
 
 Owns the Jinja2 environment (sandboxed, strict, autoescape for ``.html`` only), the context
-templates see, local dates, times and durations in the reader's region (Babel), and checking
-that every template renders. It does not build MIME, queue or send anything.
+templates see, and checking that every template renders. The words, dates and durations in
+that context come from ``wording`` (re-exported here, so ``rendering.format_duration`` and
+the like still work). It does not build MIME, queue or send anything.
 
 A ``Renderer`` compiles each template once and caches everything that depends only on the
 incident, update, region and language; per message it adds just the reader's name, services
@@ -22,9 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from babel.dates import format_date, format_time, get_timezone_location
 from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
@@ -32,6 +31,15 @@ from markupsafe import Markup, escape
 from notifier.config import LOCALES, Config
 from notifier.errors import TemplateProblem, UsageError
 from notifier.models import Call, Callback, Incident, Subscriber, Update, utcnow
+from notifier.wording import (  # also this module's public API, as before the move
+    compensation_text,
+    format_duration,
+    moment,
+    period_text,
+    ru_plural,
+    services_phrase,
+    zone_label,
+)
 
 # About an incident, for subscribers and the hotline; then the notices to our own staff.
 KINDS: tuple[str, ...] = ("status", "apology", "hotline")
@@ -44,7 +52,7 @@ _PARTS = {"status": ("subject.txt", "body.txt", "body.html"), "apology": ("subje
           "escalation": ("subject.txt", "body.txt")}  # fmt: skip
 _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
 
-# Wording --------------------------------------------------------------------------------
+# Labels the context uses -----------------------------------------------------------------
 
 _STATUS_LABELS = {
     "ru": {"investigating": "Выясняем причину", "identified": "Причина найдена, устраняем",
@@ -60,125 +68,6 @@ _DEFAULT_MESSAGE = {
     "ru": "Мы уже разбираемся в причинах и сообщим, как только появятся новости.",
     "en": "We are already looking into it and will let you know as soon as we know more.",
 }
-# Russian zones (and a few neighbours): the city's name in the genitive, and in English.
-_ZONE_CITIES = {
-    "Europe/Kaliningrad": ("Калининграда", "Kaliningrad"), "Europe/Samara": ("Самары", "Samara"),
-    "Europe/Volgograd": ("Волгограда", "Volgograd"), "Europe/Saratov": ("Саратова", "Saratov"),
-    "Europe/Ulyanovsk": ("Ульяновска", "Ulyanovsk"), "Europe/Astrakhan": ("Астрахани", "Astrakhan"),
-    "Europe/Kirov": ("Кирова", "Kirov"), "Europe/Simferopol": ("Симферополя", "Simferopol"),
-    "Asia/Yekaterinburg": ("Екатеринбурга", "Yekaterinburg"), "Asia/Omsk": ("Омска", "Omsk"),
-    "Asia/Novosibirsk": ("Новосибирска", "Novosibirsk"), "Asia/Barnaul": ("Барнаула", "Barnaul"),
-    "Asia/Tomsk": ("Томска", "Tomsk"), "Asia/Novokuznetsk": ("Новокузнецка", "Novokuznetsk"),
-    "Asia/Krasnoyarsk": ("Красноярска", "Krasnoyarsk"), "Asia/Irkutsk": ("Иркутска", "Irkutsk"),
-    "Asia/Chita": ("Читы", "Chita"), "Asia/Yakutsk": ("Якутска", "Yakutsk"),
-    "Asia/Vladivostok": ("Владивостока", "Vladivostok"), "Asia/Sakhalin": ("Сахалина", "Sakhalin"),
-    "Asia/Magadan": ("Магадана", "Magadan"), "Asia/Srednekolymsk": ("Среднеколымска", "Srednekolymsk"),
-    "Asia/Kamchatka": ("Камчатки", "Kamchatka"), "Asia/Anadyr": ("Анадыря", "Anadyr"),
-    "Europe/Minsk": ("Минска", "Minsk"), "Asia/Almaty": ("Алматы", "Almaty"),
-    "Europe/Berlin": ("Берлина", "Berlin"), "Europe/London": ("Лондона", "London"),
-    "America/New_York": ("Нью-Йорка", "New York"),
-}  # fmt: skip
-
-
-def ru_plural(n: int, one: str, few: str, many: str) -> str:
-    """The Russian form for ``n``: 1 день, 3 дня, 14 дней, 21 день, 111 дней."""
-    n = abs(n)
-    if n % 10 == 1 and n % 100 != 11:
-        return one
-    if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
-        return few
-    return many
-
-
-def compensation_text(days: int | None, locale: str) -> str:
-    """``14 дней бесплатного обслуживания`` / ``14 days of free service``; "" for none."""
-    if not days:
-        return ""
-    if locale == "ru":
-        return f"{days} {ru_plural(days, 'день', 'дня', 'дней')} бесплатного обслуживания"
-    return f"{days} day{'s' if days != 1 else ''} of free service"
-
-
-def format_duration(delta: timedelta, locale: str) -> str:
-    """``5 ч 7 мин`` / ``5 h 7 min`` (whole minutes; no zero parts; days above 24 h)."""
-    minutes = max(0, round(delta.total_seconds() / 60))
-    if minutes == 0:
-        return "меньше минуты" if locale == "ru" else "less than a minute"
-    days, rest = divmod(minutes, 1440)
-    units = ("дн.", "ч", "мин") if locale == "ru" else ("d", "h", "min")
-    return " ".join(f"{n} {unit}" for n, unit in zip((days, *divmod(rest, 60)), units, strict=True) if n)
-
-
-def zone_label(timezone: str, locale: str) -> str:
-    """``по времени Екатеринбурга`` / ``Yekaterinburg time``."""
-    if timezone == "Europe/Moscow":
-        return "по московскому времени" if locale == "ru" else "Moscow time"
-    if timezone in {"UTC", "Etc/UTC"}:
-        return "по UTC" if locale == "ru" else "UTC"
-    if timezone in _ZONE_CITIES:
-        ru, en = _ZONE_CITIES[timezone]
-        return f"по времени {ru}" if locale == "ru" else f"{en} time"
-    try:
-        city = get_timezone_location(ZoneInfo(timezone), locale=locale, return_city=True)
-    except Exception:  # an exotic zone Babel does not know: its id is still exact
-        city = timezone
-    return f"по местному времени ({city})" if locale == "ru" else f"{city} time"
-
-
-def _babel(text: str) -> str:
-    return text.replace("\u202f", "\u00a0")  # narrow no-break space: missing from many mail fonts
-
-
-def _moment(at: datetime, zone: ZoneInfo, label: str, locale: str) -> dict[str, str]:
-    local = at.astimezone(zone)
-    date = _babel(format_date(local.date(), "long", locale=locale))
-    day = _babel(format_date(local.date(), "d MMMM" if locale == "ru" else "MMMM d", locale=locale))
-    time = format_time(local, "HH:mm", tzinfo=zone, locale=locale)
-    return {
-        "date": date,
-        "day": day,
-        "time": time,
-        "text": f"{date}, {time} {label}",
-        "iso": local.isoformat(),
-    }
-
-
-def moment(at: datetime, zone: ZoneInfo, label: str, locale: str) -> dict[str, str]:
-    """A moment as templates see it: ``.date``, ``.day``, ``.time``, ``.text``, ``.iso`` in ``zone``."""
-    return _moment(at, zone, label, locale)
-
-
-def _period(start: dict[str, str], end: dict[str, str], label: str, duration: str, locale: str) -> str:
-    """``23 ноября 2026 г. с 10:05 до 15:12 по времени Екатеринбурга (5 ч 7 мин)``, both dates over midnight."""
-    same_day = start["date"] == end["date"]
-    same_year = start["iso"][:4] == end["iso"][:4]
-    if locale == "ru":
-        if same_day:
-            return f"{start['date']} с {start['time']} до {end['time']} {label} ({duration})"
-        first = start["day"] if same_year else start["date"]
-        return f"с {start['time']} {first} до {end['time']} {end['date']} {label} ({duration})"
-    if same_day:
-        return f"on {start['date']}, from {start['time']} to {end['time']} {label} ({duration})"
-    first = start["day"] if same_year else start["date"] + ","
-    return f"from {start['time']} on {first} to {end['time']} on {end['date']}, {label} ({duration})"
-
-
-def _join(names: list[str], locale: str) -> str:
-    if len(names) <= 1:
-        return "".join(names)
-    return ", ".join(names[:-1]) + (" и " if locale == "ru" else " and ") + names[-1]
-
-
-def _services_phrase(names: list[str], locale: str) -> str:
-    """``сервис «X»`` / ``сервисы «X» и «Y»`` / ``все наши сервисы``; ``the X service`` …"""
-    if locale == "ru":
-        if not names:
-            return "все наши сервисы"
-        quoted = _join([f"«{name}»" for name in names], locale)
-        return ("сервис " if len(names) == 1 else "сервисы ") + quoted
-    if not names:
-        return "all our services"
-    return f"the {_join(names, locale)} service" + ("s" if len(names) > 1 else "")
 
 
 def nl2br(value: Any) -> Markup:
@@ -309,13 +198,13 @@ class Renderer:
         area = cfg.regions[region]
         zone, label = area.zone, zone_label(area.timezone, locale)
         started_at = incident.started_at.replace(second=0, microsecond=0)
-        started = _moment(started_at, zone, label, locale)
+        started = moment(started_at, zone, label, locale)
         resolved = period = None
         if incident.resolved_at is not None:
             resolved_at = incident.resolved_at.replace(second=0, microsecond=0)
-            resolved = _moment(resolved_at, zone, label, locale)
+            resolved = moment(resolved_at, zone, label, locale)
             duration = format_duration(resolved_at - started_at, locale)
-            period = _period(started, resolved, label, duration, locale)
+            period = period_text(started, resolved, label, duration, locale)
         else:
             duration = format_duration((now or utcnow()) - started_at, locale)
         region_names = [cfg.regions[c].name.get(locale) if c in cfg.regions else c for c in incident.regions]
@@ -336,7 +225,7 @@ class Renderer:
                 "severity_label": _SEVERITY_LABELS[locale].get(incident.severity, incident.severity),
                 "status": incident.status,
                 "regions": region_names, "regions_text": ", ".join(region_names),
-                "services": service_names, "services_phrase": _services_phrase(service_names, locale),
+                "services": service_names, "services_phrase": services_phrase(service_names, locale),
                 "cause": incident.cause, "measures": incident.measures,
                 "started": started, "resolved": resolved, "duration": duration, "period": period,
                 "compensation_days": incident.compensation_days,
@@ -346,7 +235,7 @@ class Renderer:
                 "message": (update.message if update else "") or _DEFAULT_MESSAGE[locale],
                 "status": update_status, "status_label": statuses.get(update_status, update_status),
                 "first": update is None or update.kind == "declared",
-                "time": _moment(update.created_at if update else incident.declared_at, zone, label, locale),
+                "time": moment(update.created_at if update else incident.declared_at, zone, label, locale),
             },
             "_region": {"region": region, "region_name": area.name.get(locale), "zone_label": label},
         }  # fmt: skip
@@ -369,7 +258,7 @@ class Renderer:
             reader = {
                 **shared["_region"],
                 "services": names,
-                "services_phrase": _services_phrase(names, locale),
+                "services_phrase": services_phrase(names, locale),
             }
             self._readers[key] = reader
         return reader

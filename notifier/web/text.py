@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from notifier.config import Config
-from notifier.rendering import format_duration, moment, zone_label
+from notifier.wording import format_duration, moment, zone_label
 
 RU: dict[str, str] = {
     "Service status": "Состояние сервисов",
