@@ -10,10 +10,12 @@ POST (login included) must carry the session's CSRF token (checked router-wide).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy.engine import Engine
 
 from notifier import incidents, outbox, users
 from notifier.config import Config
@@ -23,6 +25,7 @@ from notifier.incidents import StepResult
 from notifier.rendering import Renderer
 from notifier.web.deps import (
     ConfigDep,
+    ConsoleUser,
     EngineDep,
     ReadSession,
     TemplatesDep,
@@ -46,15 +49,18 @@ def progress(counts: dict[str, dict[str, int]]) -> dict[str, int]:
     return total
 
 
-def _redirect(request: Request, url: str, flash: str = "") -> RedirectResponse:
+def redirect(request: Request, url: str, flash: str = "") -> RedirectResponse:
+    """See other ``url`` (303), with ``flash`` shown once on the next console page."""
     if flash:
         request.session["flash"] = flash
     return RedirectResponse(url, status_code=303)
 
 
-def _page(
+def page(
     request: Request, templates: TemplatesDep, name: str, status_code: int = 200, **context: object
 ) -> Response:
+    """A console page (``templates/web/console/<name>``) with its flash message and CSRF token;
+    the hotline screens (``console_hotline``) use it too."""
     context.setdefault("flash", request.session.pop("flash", ""))
     context.update(csrf_token=csrf_token(request), user=context.get("user"))
     return templates.TemplateResponse(request, f"console/{name}", context, status_code=status_code)
@@ -71,6 +77,20 @@ def _queued(result: StepResult) -> str:
     return ("queued " + ", ".join(parts)) if parts else "nothing queued"
 
 
+def _write_apology(
+    step: Callable[..., StepResult], engine: Engine, config: Config, ref: str, user: ConsoleUser,
+    cause: str, measures: str, compensation: str,
+) -> StepResult:  # fmt: skip
+    """Resolve or edit: both write the cause, measures and compensation the apology is made of,
+    so both refuse to run while an apology template is broken."""
+    _templates_ready(config, "apology")
+    with write_session(engine) as session:
+        return step(
+            session, config, ref, cause=cause, measures=measures,
+            compensation_text=compensation.strip() or None, by=user.name,
+        )  # fmt: skip
+
+
 # Login --------------------------------------------------------------------------------
 
 
@@ -78,7 +98,7 @@ def _queued(result: StepResult) -> str:
 def login_form(request: Request, templates: TemplatesDep) -> Response:
     if isinstance(request.session.get("uid"), int):
         return RedirectResponse("/console", status_code=303)
-    return _page(request, templates, "login.html")
+    return page(request, templates, "login.html")
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -86,11 +106,11 @@ def login(request: Request, engine: EngineDep, templates: TemplatesDep, token: T
     with read_session(engine) as session:
         user = users.authenticate(session, token)
     if user is None:
-        return _page(request, templates, "login.html", status_code=401, error="That token is not valid.")
+        return page(request, templates, "login.html", status_code=401, error="That token is not valid.")
     request.session.clear()
     request.session["uid"] = user.id
     csrf_token(request)  # a fresh token for the new session
-    return _redirect(request, "/console", f"Logged in as {user.name}.")
+    return redirect(request, "/console", f"Logged in as {user.name}.")
 
 
 @router.post("/logout")
@@ -112,7 +132,7 @@ def incident_list(request: Request, user: UserDep, session: ReadSession, templat
         )  # type: ignore[arg-type]
         for incident in incidents.list_incidents(session, limit=100)
     ]
-    return _page(request, templates, "incidents.html", user=user, rows=rows)
+    return page(request, templates, "incidents.html", user=user, rows=rows)
 
 
 @router.get("/affected")
@@ -135,7 +155,7 @@ def affected(
 
 @router.get("/declare", response_class=HTMLResponse)
 def declare_form(request: Request, user: UserDep, templates: TemplatesDep) -> Response:
-    return _page(request, templates, "declare.html", user=user)
+    return page(request, templates, "declare.html", user=user)
 
 
 @router.post("/declare")
@@ -151,7 +171,7 @@ def declare(
             message=message, by=user.name,
         )  # fmt: skip
     ref = result.incident.ref
-    return _redirect(
+    return redirect(
         request,
         f"/console/incidents/{ref}",
         f"Declared {ref}: {result.affected} affected, {_queued(result)}.",
@@ -165,7 +185,7 @@ def incident_page(
     incident = incidents.get(session, ref)
     assert incident.id is not None
     counts = outbox.counts(session, incident.id)
-    return _page(
+    return page(
         request, templates, "incident.html", user=user, incident=incident,
         timeline=list(reversed(incidents.timeline(session, incident.id))),
         audience=incidents.audience_size(session, incident.id), counts=counts, progress=progress(counts),
@@ -181,7 +201,7 @@ def post_update(
     with write_session(engine) as session:
         result = incidents.post_update(session, config, ref, status=status, message=message, by=user.name)
     ref = result.incident.ref
-    return _redirect(
+    return redirect(
         request, f"/console/incidents/{ref}", f"{ref} is now {result.incident.status}; {_queued(result)}."
     )
 
@@ -197,7 +217,7 @@ def widen_scope(
         )
     ref = result.incident.ref
     flash = f"{ref}: {result.added} more affected, {result.affected} in all; {_queued(result)}."
-    return _redirect(request, f"/console/incidents/{ref}", flash)
+    return redirect(request, f"/console/incidents/{ref}", flash)
 
 
 @router.post("/incidents/{ref}/resolve")
@@ -205,16 +225,11 @@ def resolve(
     request: Request, ref: str, user: UserDep, engine: EngineDep, config: ConfigDep,
     cause: Text = "", measures: Text = "", compensation: Text = "",
 ) -> Response:  # fmt: skip
-    _templates_ready(config, "apology")
-    with write_session(engine) as session:
-        result = incidents.resolve(
-            session, config, ref, cause=cause, measures=measures,
-            compensation_text=compensation.strip() or None, by=user.name,
-        )  # fmt: skip
+    result = _write_apology(incidents.resolve, engine, config, ref, user, cause, measures, compensation)
     ref = result.incident.ref
     held = " The apology is HELD: give a cause and measures to release it." if result.apology_held else ""
     flash = f"{ref} is resolved; {result.cancelled} unsent notices cancelled; {_queued(result)}.{held}"
-    return _redirect(request, f"/console/incidents/{ref}", flash)
+    return redirect(request, f"/console/incidents/{ref}", flash)
 
 
 @router.post("/incidents/{ref}/edit")
@@ -222,14 +237,9 @@ def edit(
     request: Request, ref: str, user: UserDep, engine: EngineDep, config: ConfigDep,
     cause: Text = "", measures: Text = "", compensation: Text = "",
 ) -> Response:  # fmt: skip
-    _templates_ready(config, "apology")
-    with write_session(engine) as session:
-        result = incidents.edit(
-            session, config, ref, cause=cause, measures=measures,
-            compensation_text=compensation.strip() or None, by=user.name,
-        )  # fmt: skip
+    result = _write_apology(incidents.edit, engine, config, ref, user, cause, measures, compensation)
     ref = result.incident.ref
-    return _redirect(request, f"/console/incidents/{ref}", f"{ref} edited; {_queued(result)}.")
+    return redirect(request, f"/console/incidents/{ref}", f"{ref} edited; {_queued(result)}.")
 
 
 @router.post("/incidents/{ref}/preview", response_class=HTMLResponse)
@@ -247,7 +257,7 @@ def preview(
         compensation=compensation, locale=locale or config.notifier.default_locale,
         now=request.app.state.clock(),
     )  # fmt: skip
-    return _page(
+    return page(
         request, templates, "preview.html", user=user, incident=incident, rendered=rendered, sample=sample,
         form={"cause": cause, "measures": measures, "compensation": compensation}, then=then,
         locale=locale or config.notifier.default_locale,

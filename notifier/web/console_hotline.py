@@ -13,29 +13,16 @@ from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from notifier import hotline
 from notifier.db import write_session
 from notifier.errors import UsageError
-from notifier.web.deps import (
-    ConfigDep,
-    EngineDep,
-    NowDep,
-    ReadSession,
-    TemplatesDep,
-    UserDep,
-    check_csrf,
-    csrf_token,
-)
+from notifier.web.console import page, redirect
+from notifier.web.deps import ConfigDep, EngineDep, NowDep, ReadSession, TemplatesDep, UserDep, check_csrf
 
 router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(check_csrf)])
 Text = Annotated[str, Form(max_length=5000)]
-
-
-def _page(request: Request, templates: TemplatesDep, name: str, **context: object) -> Response:
-    context.update(flash=request.session.pop("flash", ""), csrf_token=csrf_token(request))
-    return templates.TemplateResponse(request, f"console/{name}", context)
 
 
 @router.get("/hotline", response_class=HTMLResponse)
@@ -48,7 +35,7 @@ def hotline_page(
     renderer = request.app.state.renderer
     callers = hotline.lookup(session, config, q, now, locale=locale, renderer=renderer) if q.strip() else []
     script = [] if q.strip() else hotline.script(session, config, locale=locale, now=now, renderer=renderer)
-    return _page(request, templates, "hotline.html", user=user, q=q, callers=callers, script=script)
+    return page(request, templates, "hotline.html", user=user, q=q, callers=callers, script=script)
 
 
 @router.post("/hotline/calls")
@@ -65,8 +52,8 @@ def log_call(
             session, config, subscriber_key=subscriber or None, caller_phone=caller_phone or None, note=note,
             callback_in=timedelta(minutes=int(minutes)) if minutes else None, by=user.name, now=now,
         )  # fmt: skip
-    request.session["flash"] = "Call logged" + (f"; callback #{callback.id} promised." if callback else ".")
-    return RedirectResponse(f"/console/hotline?q={quote(q)}", status_code=303)
+    flash = "Call logged" + (f"; callback #{callback.id} promised." if callback else ".")
+    return redirect(request, f"/console/hotline?q={quote(q)}", flash)
 
 
 @router.get("/callbacks", response_class=HTMLResponse)
@@ -74,7 +61,7 @@ def callbacks_page(
     request: Request, user: UserDep, session: ReadSession, templates: TemplatesDep, now: NowDep
 ) -> Response:
     """Open callbacks, overdue ones first."""
-    return _page(
+    return page(
         request, templates, "callbacks.html", user=user, entries=hotline.list_callbacks(session, now=now)
     )
 
@@ -85,5 +72,4 @@ def close_callback(
 ) -> Response:
     with write_session(engine) as session:
         hotline.close_callback(session, callback_id, outcome, by=user.name, now=now)
-    request.session["flash"] = f"Callback #{callback_id} closed."
-    return RedirectResponse("/console/callbacks", status_code=303)
+    return redirect(request, "/console/callbacks", f"Callback #{callback_id} closed.")
