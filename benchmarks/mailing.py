@@ -142,24 +142,6 @@ class SinkProcess:
 # -- preparing a database with M apologies queued ------------------------------------------
 
 
-def write_config(directory: Path, port: int, connections: int) -> Path:
-    text = (REPO / "config.toml").read_text(encoding="utf-8")
-    replacements = [
-        ('database = "sqlite:///notifier.db"', f'database = "sqlite:///{directory / "bench.db"}"'),
-        ("port = 1025", f"port = {port}"),
-        ("connections = 8", f"connections = {connections}"),
-        ("send_status_notices = true", "send_status_notices = false"),
-        ("[notifier]\n", f'[notifier]\ntemplates = "{REPO / "templates"}"\n'),
-    ]
-    for old, new in replacements:
-        if old not in text:
-            raise RuntimeError(f"config.toml has no {old!r} to replace")
-        text = text.replace(old, new, 1)
-    path = directory / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def generate_csv(path: Path, affected: int, others: int, seed: int = 3) -> None:
     """``affected`` subscribers in the incident's regions, ``others`` elsewhere; mixed services."""
     rnd = random.Random(seed)
@@ -182,10 +164,14 @@ def prepare(directory: Path, messages: int, port: int, connections: int) -> dict
     from notifier import incidents, subscribers
     from notifier.config import load_config
     from notifier.db import make_engine, upgrade, write_session
+    from notifier.demo import write_demo_config
     from notifier.models import utcnow
 
     directory.mkdir(parents=True, exist_ok=True)
-    config_path = write_config(directory, port, connections)
+    config_path = write_demo_config(
+        directory, port, database_url=f"sqlite:///{directory / 'bench.db'}", connections=connections,
+        send_status_notices=False,
+    )  # fmt: skip
     config = load_config(config_path)
     engine = make_engine(config.database_url)
     upgrade(engine)

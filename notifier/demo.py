@@ -65,17 +65,37 @@ def write_subscribers_csv(path: Path, count: int, regions: list[str], *, seed: i
             ])  # fmt: skip
 
 
-def _demo_config(directory: Path, smtp_port: int) -> Path:
-    template = Path(__file__).resolve().parent.parent / "config.toml"
+def write_demo_config(
+    directory: Path, smtp_port: int, *, database_url: str | None = None, connections: int | None = None,
+    send_status_notices: bool = True,
+) -> Path:  # fmt: skip
+    """Write ``directory/config.toml``: the example config.toml of this checkout, sending to a
+    local sink on ``smtp_port`` with the shipped templates; the demo and the benchmarks use it.
+
+    ``database_url`` (default: ``notifier.db`` next to the config), ``connections`` (default:
+    the example's) and ``send_status_notices`` override the example's values. NotifierError if
+    the example config is missing or no longer has a line this replaces.
+    """
+    root = Path(__file__).resolve().parent.parent
+    template = root / "config.toml"
     if not template.exists():
         raise NotifierError(
             f"the demo needs the example config at {template}: install notifier with `pip install -e .`"
         )
     text = template.read_text(encoding="utf-8")
-    text = text.replace('database = "sqlite:///notifier.db"', 'database = "sqlite:///notifier.db"', 1)
-    text = text.replace("port = 1025", f"port = {smtp_port}", 1)
-    templates_dir = Path(__file__).resolve().parent.parent / "templates"
-    text = text.replace("[notifier]\n", f'[notifier]\ntemplates = "{templates_dir}"\n', 1)
+    replacements = []
+    if database_url is not None:
+        replacements.append(('database = "sqlite:///notifier.db"', f'database = "{database_url}"'))
+    replacements.append(("port = 1025", f"port = {smtp_port}"))
+    if connections is not None:
+        replacements.append(("connections = 8", f"connections = {connections}"))
+    if not send_status_notices:
+        replacements.append(("send_status_notices = true", "send_status_notices = false"))
+    replacements.append(("[notifier]\n", f'[notifier]\ntemplates = "{root / "templates"}"\n'))
+    for old, new in replacements:
+        if old not in text:
+            raise NotifierError(f"{template} has no {old!r} to replace (the demo config is made from it)")
+        text = text.replace(old, new, 1)
     path = directory / "config.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -102,7 +122,7 @@ def run_demo(directory: Path | None, *, count: int = 4000, say: Callable[[str], 
         say("NOTIFIER_SECRET was not set: using a random one for this demo (it signs unsubscribe links).")
     mail_dir = directory / "mail"
     with Sink(mail_dir) as sink:
-        config = load_config(_demo_config(directory, sink.port))
+        config = load_config(write_demo_config(directory, sink.port))
         engine = make_engine(config.database_url)
         upgrade(engine)
         say(f"Project in {directory}: config.toml, notifier.db; SMTP sink on 127.0.0.1:{sink.port}.")
