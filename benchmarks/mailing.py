@@ -164,7 +164,7 @@ def prepare(directory: Path, messages: int, port: int, connections: int) -> dict
     from notifier import incidents, subscribers
     from notifier.config import load_config
     from notifier.db import make_engine, upgrade, write_session
-    from notifier.demo import write_demo_config
+    from notifier.demo import CASE_CAUSE, CASE_MEASURES, CASE_MESSAGE, CASE_TITLE, write_demo_config
     from notifier.models import utcnow
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -184,19 +184,15 @@ def prepare(directory: Path, messages: int, port: int, connections: int) -> dict
     started = now - timedelta(hours=5, minutes=7)
     with write_session(engine) as session:
         declared = incidents.declare(
-            session, config, title="Не отправляются отчёты в ФНС", regions=INCIDENT_REGIONS, services=[],
+            session, config, title=CASE_TITLE, regions=INCIDENT_REGIONS, services=[],
             severity="major", started_at=started, by="bench", now=started + timedelta(minutes=12),
-            message="Отчёты в ФНС из Свердловской и Новосибирской областей не уходят. Мы уже разбираемся.",
+            message=CASE_MESSAGE,
         )  # fmt: skip
         ref = declared.incident.ref
     with write_session(engine) as session:
         resolved = incidents.resolve(
             session, config, ref, by="bench", resolved_at=now,
-            cause="Отказал дисковый массив основного сервера баз данных, а автоматическое переключение "
-                  "на резервный сервер не сработало из-за ошибки в его настройке.",
-            measures="Перевели базу на резервный сервер и восстановили все отчёты, отправленные во время "
-                     "сбоя: они ушли в ФНС. Исправили настройку автоматического переключения и добавили "
-                     "ежедневную проверку резервного сервера.",
+            cause=CASE_CAUSE, measures=CASE_MEASURES,
         )  # fmt: skip
         incident_id = resolved.incident.id
     queued = (resolved.queued or {}).get("apology", 0)

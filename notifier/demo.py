@@ -44,6 +44,19 @@ FIRST = ["Александр", "Елена", "Дмитрий", "Ольга", "С
 LAST = ["Иванов", "Смирнов", "Кузнецов", "Попов", "Васильев", "Петров", "Соколов", "Михайлов", "Новиков",
         "Фёдоров", "Морозов", "Волков", "Алексеев", "Лебедев", "Семёнов", "Егоров"]  # fmt: skip
 FEMININE = {"Елена", "Ольга", "Наталья", "Ирина", "Татьяна", "Светлана", "Марина", "Юлия"}
+# The case's own words; the mailing benchmark resolves its incident with them too, so that it
+# sends the very apology the demo shows.
+CASE_TITLE = "Не отправляются отчёты в ФНС"
+CASE_MESSAGE = "Отчёты в ФНС из Свердловской и Новосибирской областей не уходят. Мы уже разбираемся."
+CASE_CAUSE = (
+    "Отказал дисковый массив основного сервера баз данных, а автоматическое переключение "
+    "на резервный сервер не сработало из-за ошибки в его настройке."
+)
+CASE_MEASURES = (
+    "Перевели базу на резервный сервер и восстановили все отчёты, отправленные во время "
+    "сбоя: они ушли в ФНС. Исправили настройку автоматического переключения и добавили "
+    "ежедневную проверку резервного сервера."
+)
 
 
 def write_subscribers_csv(path: Path, count: int, regions: list[str], *, seed: int = 7) -> None:
@@ -138,9 +151,9 @@ def run_demo(directory: Path | None, *, count: int = 4000, say: Callable[[str], 
         started = now - timedelta(hours=5, minutes=7)
         with write_session(engine) as session:
             declared = incidents.declare(
-                session, config, title="Не отправляются отчёты в ФНС", regions=["66", "54"],
+                session, config, title=CASE_TITLE, regions=["66", "54"],
                 services=["tax-reporting"], severity="major", started_at=started, by="дежурный инженер",
-                message="Отчёты в ФНС из Свердловской и Новосибирской областей не уходят. Мы уже разбираемся.",
+                message=CASE_MESSAGE,
                 now=started + timedelta(minutes=12),
             )  # fmt: skip
             active = incidents.active_subscribers(session)
@@ -161,11 +174,7 @@ def run_demo(directory: Path | None, *, count: int = 4000, say: Callable[[str], 
         with write_session(engine) as session:
             resolved = incidents.resolve(
                 session, config, ref, by="дежурный инженер", resolved_at=now,
-                cause="Отказал дисковый массив основного сервера баз данных, а автоматическое переключение "
-                      "на резервный сервер не сработало из-за ошибки в его настройке.",
-                measures="Перевели базу на резервный сервер и восстановили все отчёты, отправленные во время "
-                         "сбоя: они ушли в ФНС. Исправили настройку автоматического переключения и добавили "
-                         "ежедневную проверку резервного сервера.",
+                cause=CASE_CAUSE, measures=CASE_MEASURES,
             )  # fmt: skip
         say(f"Resolved {ref} after 5 h 7 min; {resolved.queued.get('apology', 0) if resolved.queued else 0} "
             f"apologies queued; compensation by policy: {resolved.incident.compensation_days} days.")  # fmt: skip
