@@ -1,21 +1,23 @@
 """`notifier templates check` and `notifier preview`: see what subscribers will get, before they do.
 
-Thin wrappers over ``notifier.rendering``; the subscriber lookup here is a stop-gap simple
-query until ``notifier.subscribers.find`` exists.
+Thin wrappers over ``notifier.rendering``; the subscriber is found by any key
+(``notifier.subscribers.get_one``).
 """
 
 from __future__ import annotations
 
+import os
+
 import typer
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlmodel import Session
 
-from notifier import incidents
+from notifier import incidents, subscribers, tokens
 from notifier.cli import app
 from notifier.cli.common import console, err_console, state
-from notifier.config import LOCALES
+from notifier.config import LOCALES, Config
 from notifier.db import read_session
-from notifier.errors import SubscriberNotFound, UsageError
+from notifier.errors import UsageError
 from notifier.models import Subscriber, Update
 from notifier.rendering import KINDS, Renderer, sample_subscriber
 
@@ -38,27 +40,6 @@ def check(ctx: typer.Context) -> None:
     console.print(f"{renderer.template_count()} templates OK ({renderer.directory}).", markup=False)
 
 
-def _find_subscriber(session: Session, key: str) -> Subscriber:
-    text = key.strip()
-    digits = "".join(ch for ch in text if ch.isdigit())
-    conditions = [Subscriber.external_id == text, Subscriber.email_key == text.lower()]
-    if len(digits) >= 10:
-        conditions.append(Subscriber.phone.in_({"+" + digits, "+7" + digits[-10:]}))  # type: ignore[union-attr]
-    query = select(Subscriber).where(or_(*conditions)).order_by(Subscriber.id).limit(1)
-    found = session.exec(query).scalars().first()  # type: ignore[call-overload]
-    if found is None:
-        found = (
-            session.exec(  # type: ignore[call-overload]
-                select(Subscriber).where(func.lower(Subscriber.external_id) == text.lower()).limit(1)
-            )
-            .scalars()
-            .first()
-        )
-    if found is None:
-        raise SubscriberNotFound(text)
-    return found
-
-
 def _latest_status_update(session: Session, incident_id: int) -> Update | None:
     query = (
         select(Update)
@@ -67,6 +48,16 @@ def _latest_status_update(session: Session, incident_id: int) -> Update | None:
         .limit(1)
     )
     return session.exec(query).scalars().first()  # type: ignore[call-overload]
+
+
+def _unsubscribe_url(config: Config, reader: Subscriber) -> str:
+    """The subscriber's real link when the secret is set (a sample subscriber has no id)."""
+    secret = os.environ.get(config.notifier.secret_env, "")
+    if reader.id is None or len(secret) < 16:
+        return f"{config.notifier.public_base_url}/unsubscribe/PREVIEW"
+    return tokens.unsubscribe_url(
+        config.notifier.public_base_url, tokens.make_token(config.secret(), reader.id)
+    )
 
 
 @app.command("preview")
@@ -96,7 +87,7 @@ def preview(
         incident = incidents.get(session, incident_id)
         update = _latest_status_update(session, incident.id) if kind == "status" else None  # type: ignore[arg-type]
         if subscriber_key:
-            subscriber = _find_subscriber(session, subscriber_key)
+            subscriber = subscribers.get_one(session, config, subscriber_key)
         else:
             subscriber = sample_subscriber(
                 config, region=incident.regions[0], locale=locale or config.notifier.default_locale,
@@ -107,7 +98,7 @@ def preview(
         reader, lang = None, locale or (config.hotline.targets[0].locale if config.hotline.targets else "ru")
     else:
         reader, lang = subscriber, locale or subscriber.locale
-    unsubscribe = f"{config.notifier.public_base_url}/unsubscribe/PREVIEW" if reader else ""
+    unsubscribe = _unsubscribe_url(config, reader) if reader else ""
     rendered = Renderer(config).render(
         kind, incident=incident, locale=lang, subscriber=reader, update=update, unsubscribe_url=unsubscribe
     )

@@ -115,7 +115,8 @@ def find(session: Session, config: Config, key_or_query: str, *, limit: int = 50
     query = " ".join(key_or_query.split())
     if not query:
         raise UsageError("give an account number, e-mail, phone or part of a name to look for")
-    exact = [Subscriber.external_id == query]
+    # Account numbers are matched as typed, and as upper case (callers read "acc-9" aloud).
+    exact = [Subscriber.external_id.in_({query, query.upper()})]  # type: ignore[union-attr]
     if "@" in query:
         exact.append(Subscriber.email_key == query.lower())
     if _PHONE_LIKE.fullmatch(query):
