@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, String, TypeDecorator, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, String, TypeDecorator, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -135,6 +135,10 @@ class Message(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("dedupe_key", name="uq_message_dedupe_key"),
         Index("ix_message_due", "state", "not_before"),
+        Index(
+            "ix_message_unsent", "not_before", "id",
+            sqlite_where=text("state IN ('queued', 'retry')"), postgresql_where=text("state IN ('queued', 'retry')"),
+        ),  # fmt: skip
         Index("ix_message_incident_kind_state", "incident_id", "kind", "state"),
     )
 

@@ -19,6 +19,7 @@ The invariant, after a scenario (``drained``: nothing is left to send):
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
@@ -298,3 +299,13 @@ class OwnCluster:
     def destroy(self) -> None:
         self._pg_ctl("-m", "immediate", "stop", check=False)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def in_flight_bound(config: Any, data_delay: float | None) -> int:
+    """How many messages one crash may leave sent but unrecorded: one per connection being
+    sent, plus what the connections can send in one recording interval of the sender."""
+    from notifier.delivery.sender import RECORD_BATCH, RECORD_INTERVAL
+
+    connections = config.smtp.connections
+    per_interval = RECORD_BATCH if not data_delay else math.ceil(connections / data_delay * RECORD_INTERVAL)
+    return connections + min(per_interval, RECORD_BATCH)

@@ -13,24 +13,38 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, text, update
+from sqlalchemy import TextClause, bindparam, text, update
 from sqlalchemy.engine import Engine
 
 from notifier.config import MailingSection
 from notifier.db import is_sqlite, write_session
 from notifier.models import Message, Subscriber, UTCDateTime
 
-_DUE = "(state IN ('queued', 'retry') AND not_before <= :now) OR (state = 'sending' AND lease_until < :now)"
+# Due = waiting and its time has come. The partial index ix_message_unsent (not_before, id)
+# WHERE state IN ('queued', 'retry') serves exactly this, so a claim reads the head of the
+# queue however many sent rows the table holds.
+_DUE = "state IN ('queued', 'retry') AND not_before <= :now"
+_EXPIRED = "state = 'sending' AND lease_until < :now"
 
 
-def _ts(value: datetime) -> object:
-    """Bind a time the way UTCDateTime stores it (naive UTC), for raw SQL."""
-    return bindparam(None, value, type_=UTCDateTime())
+def _times(sql: str) -> TextClause:
+    """Raw SQL whose :now and :until bind the way UTCDateTime stores times (naive UTC)."""
+    names = [name for name in ("now", "until") if f":{name}" in sql]
+    return text(sql).bindparams(*(bindparam(name, type_=UTCDateTime()) for name in names))
 
 
 def claim(engine: Engine, worker: str, limit: int, lease: timedelta, now: datetime) -> list[int]:
-    """Claim up to ``limit`` due messages for ``worker``; returns their ids, oldest first."""
+    """Claim up to ``limit`` due messages for ``worker``; returns their ids, oldest first.
+
+    Messages whose lease expired (their sender died) go back to the queue first, in the same
+    transaction, and are claimed like any other.
+    """
     params = {"now": now, "until": now + lease, "worker": worker, "limit": limit}
+    # Never our own: a message this sender still has in flight is not "abandoned", however
+    # long its send takes. (Another sender's lease must outlast its sends: [mailing].lease.)
+    reclaim = (
+        f"UPDATE message SET state = 'retry', lease_until = NULL WHERE {_EXPIRED} AND claimed_by <> :worker"
+    )
     if is_sqlite(engine):
         # BEGIN IMMEDIATE serialises claimers on SQLite; no row locks needed.
         sql = f"""
@@ -47,18 +61,14 @@ def claim(engine: Engine, worker: str, limit: int, lease: timedelta, now: dateti
                                  attempts = m.attempts + 1
             FROM due WHERE m.id = due.id
             RETURNING m.id"""
-    stmt = text(sql).bindparams(
-        bindparam("now", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime())
-    )
     with write_session(engine) as session:
-        ids = [row[0] for row in session.execute(stmt, params)]
+        session.execute(_times(reclaim), {"now": now, "worker": worker})
+        ids = [row[0] for row in session.execute(_times(sql), params)]
     return sorted(ids)
 
 
 def due_count(engine: Engine, now: datetime) -> int:
-    stmt = text(f"SELECT count(*) FROM message WHERE {_DUE}").bindparams(
-        bindparam("now", type_=UTCDateTime())
-    )
+    stmt = _times(f"SELECT count(*) FROM message WHERE ({_DUE}) OR ({_EXPIRED})")
     with engine.connect() as conn:
         return conn.execute(stmt, {"now": now}).scalar_one()
 
@@ -120,7 +130,9 @@ def record(engine: Engine, worker: str, results: Results, policy: MailingSection
         for state, rows in (("failed", results.failed), ("cancelled", results.cancelled)):
             for message_id, error in rows:
                 session.execute(
-                    update(Message).where(Message.id == message_id, mine).values(state=state, last_error=error[:500])
+                    update(Message)
+                    .where(Message.id == message_id, mine)
+                    .values(state=state, last_error=error[:500])
                 )
         for message_id, subscriber_id, error in results.bounced:
             session.execute(

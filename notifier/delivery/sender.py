@@ -165,6 +165,7 @@ class Sender:
         self._incidents: dict[int, Incident] = {}
         self._updates: dict[int, Update] = {}
         self._latest_update: dict[int, int] = {}
+        self._flushing = 0  # recordings in progress
         self._prepared: dict[int, Any] = {}  # hotline.Prepared per message of the hotline's kinds
         self._secret: bytes | None = None
         self.report = SendReport()
@@ -199,6 +200,9 @@ class Sender:
                     if jobs.qsize() > batch // 2:
                         await asyncio.sleep(0.01)
                         continue
+                    # Judge "nothing left" by the state *before* the claim: a result recorded
+                    # while the claim ran may have made a retry due that the claim missed.
+                    idle = jobs.empty() and not _busy[0] and not len(results) and not self._flushing
                     try:
                         loaded = await asyncio.to_thread(self._claim_and_load, batch)
                         claim_outage.ok()
@@ -206,7 +210,7 @@ class Sender:
                         await claim_outage.wait(exc)
                         continue
                     if not loaded:
-                        if until_empty and jobs.empty() and not _busy[0] and not len(results):
+                        if until_empty and idle:
                             break
                         await asyncio.sleep(0.05 if until_empty else 0.5)
                         continue
@@ -295,6 +299,14 @@ class Sender:
         )
         for part in (results.sent, results.retry, results.failed, results.bounced, results.cancelled):
             part.clear()
+        self._flushing += 1  # until written, retries are neither in `results` nor claimable
+        try:
+            await self._record(batch, outage)
+        finally:
+            self._flushing -= 1
+        self._count(batch, on_progress)
+
+    async def _record(self, batch: queue.Results, outage: _Outage) -> None:
         while True:
             try:
                 await asyncio.to_thread(
@@ -304,6 +316,8 @@ class Sender:
                 break
             except _DB_ERRORS as exc:
                 await outage.wait(exc)
+
+    def _count(self, batch: queue.Results, on_progress: Callable[[SendReport], None] | None) -> None:
         r = self.report
         r.sent += len(batch.sent)
         r.retried += sum(1 for _, attempts, _ in batch.retry if attempts < self.config.mailing.max_attempts)
