@@ -73,14 +73,6 @@ def due_count(engine: Engine, now: datetime) -> int:
         return conn.execute(stmt, {"now": now}).scalar_one()
 
 
-def next_due_at(engine: Engine) -> datetime | None:
-    """When the earliest waiting message becomes due (None when nothing waits)."""
-    stmt = text("SELECT min(not_before) FROM message WHERE state IN ('queued', 'retry')").columns()
-    with engine.connect() as conn:
-        value = conn.execute(stmt).scalar_one()
-    return UTCDateTime().process_result_value(value, None)
-
-
 @dataclass
 class Results:
     """What one stretch of sending produced, recorded together in one transaction."""
