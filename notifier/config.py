@@ -115,6 +115,22 @@ class SmtpSection(_Section):
     rate_limit: float = Field(0, ge=0, description="messages per second for this process, 0 = unlimited")
     timeout: Duration = timedelta(seconds=30)
     helo_name: str = ""
+    dkim_domain: str = ""  # d= of the DKIM signature; empty: mail is not signed
+    dkim_selector: str = ""  # s=: the key is published at <selector>._domainkey.<domain>
+    dkim_key_file: str = ""  # PEM private key file (relative to this config file) ...
+    dkim_key_env: str = ""  # ... or the environment variable holding the PEM
+
+    @model_validator(mode="after")
+    def _dkim_complete(self) -> SmtpSection:
+        if not (self.dkim_domain or self.dkim_selector or self.dkim_key_file or self.dkim_key_env):
+            return self
+        if not (self.dkim_domain and self.dkim_selector):
+            raise ValueError("DKIM signing needs both dkim_domain and dkim_selector")
+        if bool(self.dkim_key_file) == bool(self.dkim_key_env):
+            raise ValueError("DKIM signing needs exactly one of dkim_key_file or dkim_key_env")
+        if not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", self.dkim_selector):
+            raise ValueError(f"dkim_selector {self.dkim_selector!r} must be a DNS label such as 's2026'")
+        return self
 
     def password(self) -> str | None:
         if not self.password_env:
@@ -212,6 +228,60 @@ class ServeSection(_Section):
     alert_region_label: str = "region"  # … and the region  # env var holding the alert webhook's bearer token
 
 
+class BouncesSection(_Section):
+    """Where bounces and complaints come back; see ``notifier.bounces``."""
+
+    domain: str = ""  # VERP return paths are <local_part>+<signed id>@domain; empty: off
+    local_part: str = "bounces"
+    listen: str = ""  # host:port of the LMTP/SMTP listener in `notifier serve`; empty: none
+    protocol: Literal["lmtp", "smtp"] = "lmtp"
+    maildir: str = ""  # a Maildir that bounces land in (relative to this config file); empty: none
+    poll_interval: Duration = timedelta(seconds=30)  # how often the Maildir is read
+    max_message_size: int = Field(10_000_000, ge=10_000)  # larger bounces are refused
+    soft_bounce_threshold: int = Field(3, ge=1)  # this many soft bounces in a row ...
+    soft_bounce_window: Duration = timedelta(days=7)  # ... within this: the address is suppressed
+    ses_topic_arns: list[str] = []  # SNS topics whose SES events are accepted; none: endpoint off
+    mailgun_signing_key_env: str = ""  # env var with Mailgun's webhook signing key; empty: off
+
+    @field_validator("domain")
+    @classmethod
+    def _domain_name(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", value):
+            raise ValueError(f"{value!r} is not a domain name such as bounces.example.com")
+        return value.lower()
+
+    @field_validator("local_part")
+    @classmethod
+    def _local_part(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{0,30}", value):
+            raise ValueError("must be lower-case letters, digits, '.' or '-' (the signed id follows a '+')")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        if value:
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{value!r} must be host:port, e.g. 127.0.0.1:2525")
+        return value
+
+    @field_validator("ses_topic_arns")
+    @classmethod
+    def _arns(cls, value: list[str]) -> list[str]:
+        for arn in value:
+            if not re.fullmatch(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]+", arn):
+                raise ValueError(f"{arn!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+        return value
+
+    @property
+    def listen_address(self) -> tuple[str, int] | None:
+        if not self.listen:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class Config(_Section):
     notifier: NotifierSection
     smtp: SmtpSection
@@ -221,6 +291,7 @@ class Config(_Section):
     compensation: CompensationSection = CompensationSection()
     hotline: HotlineSection = HotlineSection()
     serve: ServeSection = ServeSection()
+    bounces: BouncesSection = BouncesSection()
     path: Path = Path("config.toml")
 
     @field_validator("regions", "services")

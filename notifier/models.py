@@ -198,3 +198,27 @@ class User(SQLModel, table=True):
     token_hash: str = Field(index=True)
     created_at: datetime = _time()
     disabled: bool = False
+
+
+SUPPRESSION_KINDS = ("hard_bounce", "soft_bounce", "complaint", "auto_reply", "suppressed", "unsuppressed")
+
+
+class SuppressionEvent(SQLModel, table=True):
+    """One bounce, complaint, auto-reply or operator decision about an address (``notifier.bounces``).
+
+    ``code`` is the DSN status (``5.1.1``) or the provider's event code; ``source`` says where
+    it came from (``lmtp``, ``smtp``, ``maildir``, ``file``, ``ses``, ``mailgun``, ``cli``).
+    """
+
+    __tablename__ = "suppression_event"
+    __table_args__ = (Index("ix_suppression_event_subscriber_at", "subscriber_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id")
+    message_id: int | None = Field(default=None, foreign_key="message.id", index=True)
+    kind: str
+    recipient: str = ""
+    code: str = ""
+    detail: str = ""
+    source: str = ""
+    at: datetime = _time()
