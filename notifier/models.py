@@ -171,6 +171,7 @@ class Call(SQLModel, table=True):
     incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
     note: str = ""
     taken_by: str = ""
+    source: str = Field(default="operator", sa_column_kwargs={"server_default": "operator"})  # or ivr, cli
     created_at: datetime = _time()
 
 
