@@ -282,6 +282,62 @@ class BouncesSection(_Section):
         return host.strip("[]"), int(port)
 
 
+class VoiceNames(_Section):
+    """One name per language: ``{ ru = "ru", en = "en-gb" }``."""
+
+    ru: str
+    en: str
+
+    def get(self, locale: str) -> str:
+        return self.en if locale == "en" else self.ru
+
+
+_RATE_RE = re.compile(
+    r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*([;,]\s*\d+\s*(/|per)\s*(\d+\s*)?"
+    r"(second|minute|hour|day)s?\s*)*$"
+)
+
+
+class IvrSection(_Section):
+    """The automatic phone line (``notifier.voice``, ``notifier.web.ivr``): what it plays, how."""
+
+    audio_dir: str = "audio"  # synthesised WAVs, relative to this config file
+    audio_keep: Duration = timedelta(days=7)  # cached WAVs older than this are removed
+    token_env: str = "NOTIFIER_IVR_TOKEN"  # env var with the telephony platform's bearer token
+    espeak: str = "espeak-ng"  # the synthesiser (a path, or a name on PATH) ...
+    sox: str = "sox"  # ... and the resampler for 8 kHz and 16 kHz
+    voices: VoiceNames = VoiceNames(ru="ru", en="en-gb")  # espeak-ng voices
+    speed: int = Field(150, ge=80, le=450)  # espeak-ng words per minute
+    twiml_prompt: Literal["say", "play"] = "say"  # TwiML: the platform's <Say>, or <Play> of our WAV
+    twiml_voices: VoiceNames = VoiceNames(ru="", en="")  # <Say voice=…>; empty: the account's default
+    operator_number: str = ""  # "press 2" dials it; empty: the menu offers only "press 1"
+    lookup_rate: str = "20/second"  # per client, for caller lookups and keypad requests
+    callback_in: Duration = timedelta(hours=2)  # a keypad callback request is due this much later
+    callback_owner: str = "callcentre"  # who owns the callbacks the line promises
+    gather_timeout: int = Field(6, ge=1, le=60)  # seconds of silence before the menu gives up
+
+    @field_validator("lookup_rate")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        if not _RATE_RE.match(value):
+            raise ValueError(f"{value!r} is not a rate such as '20/second' or '10/second;300/minute'")
+        return value
+
+    @field_validator("operator_number")
+    @classmethod
+    def _phone_number(cls, value: str) -> str:
+        if value and not re.fullmatch(r"\+?[0-9][0-9 ()-]{2,30}", value):
+            raise ValueError(f"{value!r} is not a phone number such as '+7 800 700-12-35'")
+        return value
+
+    @field_validator("callback_in")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be a positive interval such as 30m or 2h")
+        return value
+
+
 class Config(_Section):
     notifier: NotifierSection
     smtp: SmtpSection
@@ -292,6 +348,7 @@ class Config(_Section):
     hotline: HotlineSection = HotlineSection()
     serve: ServeSection = ServeSection()
     bounces: BouncesSection = BouncesSection()
+    ivr: IvrSection = IvrSection()
     path: Path = Path("config.toml")
 
     @field_validator("regions", "services")
