@@ -54,6 +54,7 @@ def _root(
 def _register() -> None:
     from notifier.cli import (  # noqa: F401
         demo,
+        dkim,
         hotline,
         incidents,
         outbox,
