@@ -53,6 +53,7 @@ def _root(
 
 def _register() -> None:
     from notifier.cli import (  # noqa: F401
+        bounces,
         demo,
         dkim,
         hotline,
@@ -63,6 +64,7 @@ def _register() -> None:
         setup,
         sink,
         subscribers,
+        suppression,
         templates,
         users,
     )
