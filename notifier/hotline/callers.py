@@ -167,3 +167,32 @@ def _callbacks(session: Session, infos: dict[Any, CallerInfo], ids: list[Any], n
                 callback, call, info.subscriber, incident.ref if incident else None, callback.due_at < now
             )
         )
+
+
+def lookup_phone(session: Session, config: Config, phone: str, now: datetime | None = None) -> list[CallerInfo]:
+    """Everyone whose phone is exactly ``phone`` (E.164), with the incidents that hit them and
+    their open callbacks; no script, no messages. For the phone line, where the caller's own
+    number is all they have told us: nothing else (no name search) can match.
+    """
+    now = now or utcnow()
+    found = session.execute(
+        select(Subscriber).where(Subscriber.phone == phone).order_by(Subscriber.id).limit(50)
+    ).scalars().all()  # fmt: skip
+    infos = {s.id: CallerInfo(subscriber=s) for s in found}
+    if infos:
+        _impacts(session, infos, list(infos), now)
+        _callbacks(session, infos, list(infos), now)
+    return list(infos.values())
+
+
+def open_callbacks_for_phone(session: Session, phone: str, subscriber_ids: list[int] | None = None) -> list[Callback]:
+    """Open callbacks promised to ``phone`` (a call logged with it) or to these subscribers, earliest due first."""
+    owners = [Call.caller_phone == phone] if phone else []
+    if subscriber_ids:
+        owners.append(Call.subscriber_id.in_(subscriber_ids))  # type: ignore[union-attr]
+    if not owners:
+        return []
+    return list(session.execute(
+        select(Callback).join(Call, Call.id == Callback.call_id)
+        .where(Callback.done_at.is_(None), or_(*owners)).order_by(Callback.due_at, Callback.id)  # type: ignore[union-attr]
+    ).scalars().all())  # fmt: skip
