@@ -69,7 +69,7 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
     Raises ConfigError when the signing secret ([notifier].secret_env) is not set: it signs
     both unsubscribe links and console sessions.
     """
-    from notifier.web import alerts, api, console, errors, feed, ivr, public, unsubscribe
+    from notifier.web import alerts, api, bounces, console, errors, feed, ivr, public, unsubscribe
 
     secret = config.secret()
     locale = config.notifier.default_locale
@@ -101,6 +101,7 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
     app.include_router(unsubscribe.router)
     app.include_router(console.router)
     app.include_router(alerts.router)
+    app.include_router(bounces.router)
     app.include_router(ivr.router)
     _include_hotline(app)
     return app
