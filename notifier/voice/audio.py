@@ -101,7 +101,7 @@ def synthesise(config: Config, speech: Speech, rate: int, target: Path) -> None:
         _run([espeak, "-m", "-b", "1", "-v", voice, "-s", str(ivr.speed), "-w", str(raw), "--stdin"],
              ssml(speech).encode("utf-8"), "espeak-ng")  # fmt: skip
         resampled = Path(work) / "out.wav"
-        _run([sox, "-V1", "-G", str(raw), "-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer",
+        _run([sox, "-V1", "-G", "-D", str(raw), "-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer",
               str(resampled)], None, "sox")  # fmt: skip
         os.replace(resampled, target)
 
