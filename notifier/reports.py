@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from notifier import incidents, outbox
+from notifier.bounces.suppression import mailing_counts
 from notifier.models import Message
 
 
@@ -30,6 +31,7 @@ def incident_report(session: Session, ref: str | int) -> dict[str, Any]:
         "deliveries": {
             kind: {"first_sent_at": first, "last_sent_at": last} for kind, first, last in sent_window
         },
+        "bounces": mailing_counts(session, incident.id),  # per kind: hard/soft bounces, complaints
         **_hotline(session, incident.id),
         "timeline": incidents.timeline_dicts(session, incident.id),
     }

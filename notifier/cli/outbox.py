@@ -76,6 +76,11 @@ def report(
     console.print("Messages:")
     for line in _table(data["messages"]) if data["messages"] else ["  none"]:
         console.print("  " + line, markup=False)
+    for kind, n in sorted(data.get("bounces", {}).items()):
+        console.print(
+            f"  {kind}: {n['hard_bounces']} hard and {n['soft_bounces']} soft bounces, "
+            f"{n['complaints']} complaints, {n['auto_replies']} auto-replies"
+        )
     cb = data["callbacks"]
     console.print(
         f"Hotline: {data['calls']} calls; callbacks promised {cb['promised']}, kept {cb['kept']}, "
