@@ -22,12 +22,14 @@ _SUBJECTS = re.compile(
 _MARKERS = ("X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-Vacation")
 
 
-def _subject(message: Message) -> str:
-    raw = str(message.get("Subject", ""))
+def header_text(message: Message, name: str) -> str:
+    """A header's text: RFC 2047 words decoded, raw UTF-8 (which some auto-responders send) too."""
+    raw = next((str(value) for key, value in message.raw_items() if key.lower() == name.lower()), "")
+    raw = raw.encode("ascii", "surrogateescape").decode("utf-8", "replace")
     try:
-        return str(make_header(decode_header(raw)))
+        return " ".join(str(make_header(decode_header(raw))).split())
     except (UnicodeError, LookupError, ValueError):
-        return raw
+        return " ".join(raw.split())
 
 
 def is_auto_reply(message: Message) -> bool:
@@ -40,4 +42,4 @@ def is_auto_reply(message: Message) -> bool:
         return True
     if str(message.get("X-Precedence", "")).strip().lower() == "auto_reply":
         return True
-    return bool(_SUBJECTS.match(_subject(message)))
+    return bool(_SUBJECTS.match(header_text(message, "Subject")))

@@ -17,7 +17,7 @@ from email.message import Message
 from email.utils import getaddresses
 
 from notifier.bounces.arf import is_arf, read_arf
-from notifier.bounces.autoreply import is_auto_reply
+from notifier.bounces.autoreply import header_text, is_auto_reply
 from notifier.bounces.dsn import is_dsn, original_headers, read_dsn, read_other_bounce
 from notifier.bounces.events import BounceEvent
 
@@ -30,7 +30,7 @@ def _auto_reply(message: Message) -> list[BounceEvent]:
     sender = [address for _, address in getaddresses([str(message.get("From", ""))]) if "@" in address]
     original = original_headers(message)
     in_reply_to = str(message.get("In-Reply-To", "") or (original.get("Message-ID", "") if original else ""))
-    subject = " ".join(str(message.get("Subject", "")).split())[:200]
+    subject = header_text(message, "Subject")[:200]
     return [
         BounceEvent(
             kind="auto_reply", recipient=sender[0].lower() if sender else "", detail=f"auto-reply: {subject}",
