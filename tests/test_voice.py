@@ -53,7 +53,7 @@ def test_the_region_hears_the_hotline_announcement_in_its_local_time(engine, con
     assert "Разбираемся" not in speech.text
     assert "в 10:05 по времени Екатеринбурга" in speech.text
     assert speech.text.endswith("Чтобы мы вам перезвонили, нажмите 1.")
-    assert not any(mark in speech.text for mark in "«»\"")  # quotes are not heard
+    assert not any(mark in speech.text for mark in '«»"')  # quotes are not heard
     novosibirsk = speak(engine, config, Listener(locale="en", region="54"))
     assert "12:05 Novosibirsk time" in novosibirsk.text and "Outage information" in novosibirsk.text
 
@@ -63,7 +63,10 @@ def test_a_region_with_nothing_wrong_hears_so_in_both_languages(engine, config, 
     assert "В вашем регионе, Москва, сейчас сбоев нет." in moscow.text
     assert "Свердловская область, Новосибирская область" in moscow.text  # where the outage is
     assert moscow.incidents == ()
-    assert "There is no outage in your region, Moscow, right now." in speak(engine, config, Listener("en", "77")).text
+    assert (
+        "There is no outage in your region, Moscow, right now."
+        in speak(engine, config, Listener("en", "77")).text
+    )
 
 
 def test_with_no_open_incident_at_all_the_line_says_there_is_none(engine, config) -> None:
@@ -71,7 +74,9 @@ def test_with_no_open_incident_at_all_the_line_says_there_is_none(engine, config
     assert "There is no outage right now." in speak(engine, config, Listener(locale="en")).text
 
 
-def test_a_known_affected_caller_hears_first_that_it_hits_them_and_their_callback(engine, config, outage) -> None:
+def test_a_known_affected_caller_hears_first_that_it_hits_them_and_their_callback(
+    engine, config, outage
+) -> None:
     listener = Listener(locale="ru", region="66", known=True, affecting={"INC-1": ["Налоговая отчётность"]},
                         callback_in=90 * 60)  # fmt: skip
     text = speak(engine, config, listener).text
@@ -177,7 +182,9 @@ def test_files_unused_for_audio_keep_are_removed(plain_config) -> None:
 
 def test_a_missing_synthesiser_is_one_clear_error(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("NOTIFIER_DATABASE_URL", raising=False)
-    path = write_config(tmp_path, f"sqlite:///{tmp_path / 'unused.db'}", ivr={"espeak": "/nonexistent/espeak-ng"})
+    path = write_config(
+        tmp_path, f"sqlite:///{tmp_path / 'unused.db'}", ivr={"espeak": "/nonexistent/espeak-ng"}
+    )
     with pytest.raises(ConfigError, match=r"\[ivr\]\.espeak = '/nonexistent/espeak-ng' was not found"):
         AudioCache(load_config(path)).ensure(reply("goodbye", "ru"), 8000)
 
