@@ -313,7 +313,7 @@ class IvrSection(_Section):
     operator_number: str = ""  # "press 2" dials it; empty: the menu offers only "press 1"
     lookup_rate: str = "20/second"  # per client, for caller lookups and keypad requests
     callback_in: Duration = timedelta(hours=2)  # a keypad callback request is due this much later
-    callback_owner: str = "callcentre"  # who owns the callbacks the line promises
+    callback_owner: str = Field("callcentre", min_length=1)  # who owns the callbacks the line promises
     gather_timeout: int = Field(6, ge=1, le=60)  # seconds of silence before the menu gives up
 
     @field_validator("lookup_rate")

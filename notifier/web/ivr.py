@@ -211,13 +211,14 @@ def keypad(request: Request, params: Params, engine: EngineDep, config: ConfigDe
     if fmt not in ("twiml", "vxml", "json"):
         raise HTTPException(400, f"format must be twiml, vxml or json, not {fmt!r}")
     digit = (params.get("Digits") or params.get("choice") or "").strip()[:1]
-    with read_session(engine) as session:
+    # "1" writes: one transaction from finding the caller's open callback to promising a new one.
+    with (write_session if digit == "1" else read_session)(engine) as session:
         caller = voice.identify(session, config, phone, now, region=params.get("region"),
                                 locale=params.get("locale"))  # fmt: skip
+        if digit == "1":
+            outcome, seconds = voice.request_callback(session, config, caller, now)
     locale, operator = caller.listener.locale, config.ivr.operator_number
     if digit == "1":
-        with write_session(engine) as session:
-            outcome, seconds = voice.request_callback(session, config, caller, now)
         return _reply(request, fmt, "callback", voice.keypad_reply(config, outcome, seconds, locale), outcome)
     if digit == "2" and operator:
         return _reply(request, fmt, "operator", voice.reply("connecting", locale), "operator", dial=operator)
