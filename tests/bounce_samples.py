@@ -1,12 +1,30 @@
 """Bounce, complaint and auto-reply messages for tests, shaped like the real ones.
 
-``postfix_dsn`` is what Debian's Postfix 3.7 generates (copied from a run of
+``sent_row`` inserts the outbox row a bounce is about. ``postfix_dsn`` is what Debian's Postfix 3.7 generates (copied from a run of
 ``tests/postfix.py``, addresses made parameters); ``arf_report`` follows RFC 5965's
 example; ``qmail_bounce`` is the non-standard format flufl.bounce recognises; the
 auto-replies are what Exchange/Outlook, Gmail and Yandex send.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from notifier.db import write_session
+from notifier.models import Message, Subscriber, utcnow
+
+
+def sent_row(engine: Any, subscriber: Subscriber, kind: str = "apology", incident_id: int | None = None) -> int:
+    """An outbox row for a message that went to ``subscriber``: what a bounce comes back about."""
+    with write_session(engine) as session:
+        row = Message(
+            kind=kind, state="sent", subscriber_id=subscriber.id, recipient=subscriber.email or "",
+            dedupe_key=f"{kind}:{subscriber.id}:{utcnow().timestamp()}", incident_id=incident_id, sent_at=utcnow(),
+        )  # fmt: skip
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        return row.id
 
 
 def postfix_dsn(

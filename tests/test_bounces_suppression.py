@@ -19,7 +19,7 @@ from notifier.bounces.suppression import record
 from notifier.config import Config
 from notifier.db import read_session, write_session
 from notifier.models import Message, Subscriber, SuppressionEvent, utcnow
-from tests.bounce_samples import arf_report, out_of_office, postfix_dsn
+from tests.bounce_samples import arf_report, out_of_office, postfix_dsn, sent_row
 from tests.conftest import SECRET
 
 DOMAIN = "bounces.sfera-reporting.example"
@@ -27,20 +27,7 @@ DOMAIN = "bounces.sfera-reporting.example"
 
 @pytest.fixture
 def outbox_row(engine: Any) -> Callable[..., int]:
-    """An apology that went to ``subscriber``: the row a bounce comes back about."""
-
-    def make(subscriber: Subscriber, kind: str = "apology", incident_id: int | None = None) -> int:
-        with write_session(engine) as session:
-            row = Message(
-                kind=kind, state="sent", subscriber_id=subscriber.id, recipient=subscriber.email or "",
-                dedupe_key=f"{kind}:{subscriber.id}:{utcnow().timestamp()}", incident_id=incident_id, sent_at=utcnow(),
-            )  # fmt: skip
-            session.add(row)
-            session.flush()
-            assert row.id is not None
-            return row.id
-
-    return make
+    return lambda subscriber, kind="apology", incident_id=None: sent_row(engine, subscriber, kind, incident_id)
 
 
 def return_path(row: int) -> str:
