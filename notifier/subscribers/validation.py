@@ -1,7 +1,9 @@
 """The rules one subscriber row must satisfy, and the normal forms it is stored in.
 
-Owns the checks (no control characters or non-UTF-8 bytes, field lengths, an e-mail or a
-phone, a known region, known services, a supported locale), the normalisation of e-mail
+Owns the checks (no control characters, no direction-changing invisible characters — the
+rules of ``notifier.characters`` —, no non-UTF-8 bytes, field lengths, an e-mail or a
+phone, a known region, known services, a supported locale; zero-width characters are
+stripped), the normalisation of e-mail
 addresses (email_validator's rules, no DNS) and phone numbers (E.164), and the key a clean
 row is matched to a stored subscriber by. It reads nothing and writes nothing: the import
 (``importing``) and one-at-a-time additions (``lookup``) apply these rules.
@@ -16,15 +18,14 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from notifier import characters
 from notifier.config import LOCALES, Config
 
 COLUMNS: tuple[str, ...] = ("external_id", "name", "email", "phone", "region", "services", "locale")
 MAX_NAME = 200
 MAX_EXTERNAL_ID = 100
 MAX_FIELD = 1000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NOT_UTF8 = re.compile(r"[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
-_SUSPECT = re.compile(r"[\x00-\x1f\x7f\udc80-\udcff]")
 # Plain ASCII dot-atom addresses: email_validator leaves the local part as it is, so only the
 # domain needs its (slow) verdict, which is cached. Anything else goes to email_validator whole.
 _PLAIN_EMAIL = re.compile(
@@ -74,11 +75,9 @@ def _services(raw: str, config: Config) -> str:
 
 def clean(values: dict[str, str], config: Config) -> dict[str, Any]:
     """One subscriber's raw fields -> the columns to store; raises RowError with the reason."""
-    if _SUSPECT.search("".join(values.values())):
-        if _NOT_UTF8.search("".join(values.values())):
-            raise RowError("not UTF-8 text (save the file as UTF-8)")
-        column = next(c for c in COLUMNS if _CONTROL.search(values.get(c) or ""))
-        raise RowError(f"{column} contains a control character (a line break, tab or similar)")
+    everything = "".join(values.values())
+    if not everything.isascii() or not everything.isprintable():
+        values = _checked_characters(values)
     if any(len(value) > MAX_FIELD for value in values.values()):
         column = next(c for c in COLUMNS if len(values.get(c) or "") > MAX_FIELD)
         raise RowError(f"{column} is longer than {MAX_FIELD} characters")
@@ -112,6 +111,18 @@ def clean(values: dict[str, str], config: Config) -> dict[str, Any]:
         "services": _services(values.get("services") or "", config),
         "locale": locale,
     }
+
+
+def _checked_characters(values: dict[str, str]) -> dict[str, str]:
+    """The values without zero-width characters; RowError for bytes that were not UTF-8 and
+    for control or direction-changing characters (``notifier.characters``)."""
+    if _NOT_UTF8.search("".join(values.values())):
+        raise RowError("not UTF-8 text (save the file as UTF-8)")
+    for column in COLUMNS:
+        problem = characters.problem(values.get(column) or "")
+        if problem:
+            raise RowError(f"{column} {problem}")
+    return {column: characters.strip_invisible(value) for column, value in values.items()}
 
 
 def row_key(row: dict[str, Any]) -> tuple[str, str]:
