@@ -404,3 +404,48 @@ def test_a_forged_or_expired_ticket_is_refused(web, outage) -> None:
     assert forged.status_code == 401
     expired = web.post("/hotline/voice/keypad", params={**query, "exp": "1000"}, data={"Digits": "1"})
     assert expired.status_code == 401
+
+
+# FreeSWITCH mod_httapi (tags and attributes from mod_httapi's own documentation)
+HTTAPI = {
+    "document": ({"type"}, {"params", "variables", "work"}),
+    "work": (set(), {"playback", "hangup", "dial", "continue"}),
+    "playback": ({"file", "name", "error-file", "action", "temp-action", "digit-timeout", "input-timeout", "loops"},
+                 {"bind"}),
+    "bind": ({"action", "strip"}, set()),
+    "hangup": ({"cause", "action", "temp-action"}, set()),
+    "dial": ({"context", "dialplan", "caller-id-name", "caller-id-number", "action", "temp-action"}, set()),
+    "continue": ({"action", "temp-action"}, set()),
+}  # fmt: skip
+
+
+def check_httapi(body: bytes) -> ET.Element:
+    root = ET.fromstring(body)
+    assert root.tag == "document" and root.get("type") == "xml/freeswitch-httapi"
+    for element in root.iter():
+        attributes, children = HTTAPI[element.tag]
+        assert set(element.attrib) <= attributes and {c.tag for c in element} <= children, element.tag
+    return root
+
+
+def test_freeswitch_httapi_plays_the_callers_wav_and_binds_one_key(web, cli, make_subscriber, engine) -> None:
+    make_subscriber(phone="+79123456789", region="66")
+    declare_outage(cli)
+    response = web.post("/hotline/voice/httapi", data={"region": "66", "From": "+79123456789", "session_id": "s1"},
+                        auth=("ivr", TOKEN))  # fmt: skip
+    play = check_httapi(response.content).find("work/playback")
+    assert (play.get("name"), play.find("bind").text, play.get("digit-timeout")) == ("Digits", "~[1]", "6000")
+    assert wav(web.get(play.get("file")))[0] == 8000
+    answer = check_httapi(web.post(play.get("action"), data={"Digits": "1", "session_id": "s1"}).content)
+    assert answer.find("work/hangup") is not None and wav(web.get(answer.find("work/playback").get("file")))[3] > 1
+    with read_session(engine) as session:
+        assert len(session.exec(select(Callback)).all()) == 1
+
+
+@needs_espeak
+def test_the_stable_url_also_ends_in_wav_for_players_that_go_by_the_name(web, outage) -> None:
+    by_path = web.get("/hotline/voice/regions/66/ru/16000.wav")
+    by_query = web.get("/hotline/voice/audio.wav", params={"region": "66", "locale": "ru", "rate": "16000"})
+    assert wav(by_path)[0] == 16000 and by_path.headers["etag"] == by_query.headers["etag"]
+    assert "max-age=0" in by_path.headers["cache-control"]
+    assert web.get("/hotline/voice/regions/99/ru/8000.wav").status_code == 400

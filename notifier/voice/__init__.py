@@ -5,7 +5,7 @@ One module per concern; this package root only re-exports the public names:
 * ``speech``: the current hotline announcement for a region and language, made fit to be
   heard, with the personal lines for a recognised caller (``announcement``, ``Speech``);
 * ``phrases``: the line's own few fixed sentences in ru and en;
-* ``documents``: TwiML and VoiceXML 2.1 built with ``xml.etree``;
+* ``documents``: TwiML, VoiceXML 2.1 and FreeSWITCH mod_httapi built with ``xml.etree``;
 * ``audio``: espeak-ng synthesis, sox resampling to 8 or 16 kHz, the WAV cache;
 * ``line``: who is calling (by their own number only), the caller lookup's answer, the
   lookups logged as hotline calls (source ``ivr``), "press 1" callbacks, signed call tickets.
@@ -17,7 +17,16 @@ Functions take the Session and Config they need; nothing here reads the clock wh
 from __future__ import annotations
 
 from notifier.voice.audio import RATES, AudioCache, AudioNotFound, audio_key, ssml, synthesise
-from notifier.voice.documents import Menu, twiml_menu, twiml_reply, vxml_menu, vxml_reply
+from notifier.voice.documents import (
+    Menu,
+    dial_number,
+    httapi_menu,
+    httapi_reply,
+    twiml_menu,
+    twiml_reply,
+    vxml_menu,
+    vxml_reply,
+)
 from notifier.voice.line import (
     Caller,
     answer,
@@ -37,7 +46,7 @@ from notifier.voice.speech import LANGUAGE_TAGS, Listener, Segment, Speech, anno
 
 __all__ = [
     "LANGUAGE_TAGS", "RATES", "AudioCache", "AudioNotFound", "Caller", "Listener", "Menu", "Segment", "Speech",
-    "announcement", "answer", "audio_key", "check_locale", "check_region", "check_ticket", "identify",
+    "announcement", "answer", "audio_key", "dial_number", "httapi_menu", "httapi_reply", "check_locale", "check_region", "check_ticket", "identify",
     "keypad_reply", "log_lookup", "make_ticket", "menu_choices", "reply", "request_callback", "ssml",
     "summary", "synthesise", "twiml_menu", "twiml_reply", "usable_phone", "vxml_menu", "vxml_reply",
 ]  # fmt: skip

@@ -1,10 +1,11 @@
-"""Telephony documents: TwiML (Twilio and the platforms that copy it) and VoiceXML 2.1.
+"""Telephony documents: TwiML (Twilio and the platforms that copy it), VoiceXML 2.1 and
+FreeSWITCH's mod_httapi.
 
 Owns the shape of what a telephony platform is handed: the announcement spoken by the
 platform's own voice (``<Say language="ru-RU">``, a VoiceXML ``<prompt>``) or played from our
-WAV (``<Play>``, ``<audio src>`` with the text as fallback), inside a one-key menu that
-posts to the keypad URL; and the short replies after a key press (a goodbye, a transfer to
-an operator, the menu again). Documents are built with ``xml.etree``: text never becomes
+WAV (``<Play>``, ``<audio src>`` with the text as fallback; mod_httapi always plays ours),
+inside a one-key menu that posts to the keypad URL; and the short replies after a key press
+(a goodbye, a transfer to an operator, the menu again). Documents are built with ``xml.etree``: text never becomes
 markup. It does not decide what is said (``voice.speech``) nor what a key does
 (``voice.line``). Only elements and attributes Twilio documents are used in TwiML.
 """
@@ -161,4 +162,36 @@ def vxml_reply(
         ET.SubElement(block, _v("goto"), {"next": goto})
     else:
         ET.SubElement(block, _v("exit"))
+    return _document(root)
+
+
+# FreeSWITCH mod_httapi ------------------------------------------------------------------
+
+HTTAPI_TYPE = "xml/freeswitch-httapi"
+
+
+def httapi_menu(menu: Menu, audio_url: str, goodbye_url: str) -> bytes:
+    """A mod_httapi document: play our WAV and bind one key (posted as ``Digits`` to the keypad
+    URL); without a key, the goodbye and a hang-up."""
+    root = ET.Element("document", {"type": HTTAPI_TYPE})
+    work = ET.SubElement(root, "work")
+    play = ET.SubElement(work, "playback", {"name": "Digits", "file": audio_url, "action": menu.action,
+                                            "digit-timeout": str(menu.timeout * 1000), "loops": "1"})  # fmt: skip
+    ET.SubElement(play, "bind", {"strip": "#"}).text = "~[" + "".join(menu.digits) + "]"
+    ET.SubElement(work, "playback", {"file": goodbye_url})
+    ET.SubElement(work, "hangup")
+    return _document(root)
+
+
+def httapi_reply(audio_url: str, *, dial: str | None = None, redirect: str | None = None) -> bytes:
+    """A short answer, then: ``<dial>`` the operator, ``<continue>`` to the menu, or ``<hangup>``."""
+    root = ET.Element("document", {"type": HTTAPI_TYPE})
+    work = ET.SubElement(root, "work")
+    ET.SubElement(work, "playback", {"file": audio_url})
+    if dial:
+        ET.SubElement(work, "dial").text = dial_number(dial)
+    elif redirect:
+        ET.SubElement(work, "continue", {"action": redirect})
+    else:
+        ET.SubElement(work, "hangup")
     return _document(root)

@@ -1,12 +1,14 @@
 """The phone line over HTTP: TwiML, VoiceXML and WAV of the current announcement, the keypad,
 and the caller lookup for the telephony system.
 
-* ``GET|POST /hotline/voice/twiml`` and ``/hotline/voice/vxml`` (``region``, ``locale``; the
-  platform's ``From``/``Caller`` picks a known caller's own region, language and personal lines);
-* ``GET|POST /hotline/voice/keypad`` (``Digits`` or ``choice``; ``format`` twiml, vxml or json):
-  1 asks for a callback, 2 goes to ``[ivr].operator_number``;
-* ``GET /hotline/voice/audio.wav`` (``region``, ``locale``, ``rate`` 8000 or 16000): the stable
-  URL of the region's announcement; ``/hotline/voice/audio/<key>.wav``: one version, by hash;
+* ``GET|POST /hotline/voice/twiml``, ``/hotline/voice/vxml`` and ``/hotline/voice/httapi``
+  (FreeSWITCH) (``region``, ``locale``; the platform's ``From``/``Caller`` picks a known
+  caller's own region, language and personal lines);
+* ``GET|POST /hotline/voice/keypad`` (``Digits`` or ``choice``; ``format`` twiml, vxml, httapi
+  or json): 1 asks for a callback, 2 goes to ``[ivr].operator_number``;
+* ``GET /hotline/voice/audio.wav`` (``region``, ``locale``, ``rate`` 8000 or 16000), also as
+  ``/hotline/voice/regions/<region>/<locale>/<rate>.wav``: the stable URL of the region's
+  announcement; ``/hotline/voice/audio/<key>.wav``: one version, by hash;
 * ``GET /api/hotline/caller?phone=…``: what the IVR needs for this number, in JSON.
 
 The documents, the keypad and anything that names a caller need the token from the
@@ -41,6 +43,7 @@ from notifier.web.deps import ConfigDep, EngineDep, NowDep
 
 router = APIRouter(tags=["phone line"])
 TWIML = "application/xml"
+HTTAPI = "text/xml"
 VXML = "application/voicexml+xml"
 _setup = threading.Lock()
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="notifier phone line", charset="UTF-8"'}
@@ -203,13 +206,24 @@ def vxml(request: Request, params: Params, engine: EngineDep, now: NowDep) -> Re
     return Response(body, media_type=VXML, headers={"Cache-Control": "no-store"})
 
 
+@router.api_route("/hotline/voice/httapi", methods=["GET", "POST"], dependencies=[Limited])
+def httapi(request: Request, params: Params, engine: EngineDep, now: NowDep) -> Response:
+    """FreeSWITCH mod_httapi: our WAV of the announcement with a one-key binding."""
+    phone = trusted_phone(request, params, now) or ""
+    caller, speech = _answer(request, engine, params, now, phone, None if params.get("again") else "announcement")
+    goodbye = voice.reply("goodbye", speech.locale)
+    body = voice.httapi_menu(_menu(request, "httapi", caller, now), _audio_url(request, speech),
+                             _audio_url(request, goodbye))  # fmt: skip
+    return Response(body, media_type=HTTAPI, headers={"Cache-Control": "no-store"})
+
+
 @router.api_route("/hotline/voice/keypad", methods=["GET", "POST"], dependencies=[Limited])
 def keypad(request: Request, params: Params, engine: EngineDep, config: ConfigDep, now: NowDep) -> Response:
     """A key pressed in the menu: 1 records a callback, 2 goes to the operator, anything else repeats."""
     phone = trusted_phone(request, params, now) or ""
     fmt = params.get("format", "twiml")
-    if fmt not in ("twiml", "vxml", "json"):
-        raise HTTPException(400, f"format must be twiml, vxml or json, not {fmt!r}")
+    if fmt not in ("twiml", "vxml", "httapi", "json"):
+        raise HTTPException(400, f"format must be twiml, vxml, httapi or json, not {fmt!r}")
     digit = (params.get("Digits") or params.get("choice") or "").strip()[:1]
     # "1" writes: one transaction from finding the caller's open callback to promising a new one.
     with (write_session if digit == "1" else read_session)(engine) as session:
@@ -224,7 +238,7 @@ def keypad(request: Request, params: Params, engine: EngineDep, config: ConfigDe
         return _reply(request, fmt, "operator", voice.reply("connecting", locale), "operator", dial=operator)
     again = {"region": caller.listener.region, "locale": locale, "again": "1",
              **voice.make_ticket(request.app.state.secret, caller.phone, now)}  # fmt: skip
-    menu_url = _url(request, f"/hotline/voice/{'vxml' if fmt == 'vxml' else 'twiml'}", **again)
+    menu_url = _url(request, f"/hotline/voice/{'twiml' if fmt == 'json' else fmt}", **again)
     return _reply(request, fmt, "repeat", voice.reply("not_understood", locale), "repeat", redirect=menu_url)
 
 
@@ -238,6 +252,9 @@ def _reply(
                              "audio_url": _audio_url(request, speech, _rate(dict(request.query_params))),
                              "number": dial_number(dial) if dial else None,
                              "menu_url": redirect})  # fmt: skip
+    if fmt == "httapi":
+        body = voice.httapi_reply(_audio_url(request, speech), dial=dial, redirect=redirect)
+        return Response(body, media_type=HTTAPI, headers={"Cache-Control": "no-store"})
     if fmt == "vxml":
         body = voice.vxml_reply(speech, audio_url=_audio_url(request, speech), transfer=dial, goto=redirect)
         return Response(body, media_type=VXML, headers={"Cache-Control": "no-store"})
@@ -249,10 +266,18 @@ def _reply(
 
 def _wav(request: Request, key: str, path: Any, *, stable: bool) -> Response:
     etag = f'"{key}"'
-    cache = "no-cache" if stable else "public, max-age=31536000, immutable"
+    # The stable URL is checked every time (FreeSWITCH keeps a file for max-age, else 300 s).
+    cache = "no-cache, max-age=0" if stable else "public, max-age=31536000, immutable"
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache})
     return FileResponse(path, media_type="audio/wav", headers={"ETag": etag, "Cache-Control": cache})
+
+
+@router.get("/hotline/voice/regions/{region}/{locale}/{rate}.wav")
+def region_audio(request: Request, region: str, locale: str, rate: str, params: Params, engine: EngineDep,
+                 now: NowDep) -> Response:  # fmt: skip
+    """The stable URL as a path ending in ``.wav``, for players that go by the file name's ending."""
+    return audio(request, {**params, "region": region, "locale": locale, "rate": rate}, engine, now)
 
 
 @router.get("/hotline/voice/audio.wav")
