@@ -29,7 +29,11 @@ TEXT = (
     "Здравствуйте! 1 декабря с 09:10 до 14:05 по времени Екатеринбурга сервис налоговой отчётности "
     "был недоступен: отказал сервер базы данных. Мы приносим извинения от имени всей компании. "
 ) * 10
-HTML = "<html><body>" + "".join(f"<p>{TEXT[i : i + 200]}</p>" for i in range(0, len(TEXT), 200)) + "</body></html>"
+HTML = (
+    "<html><body>"
+    + "".join(f"<p>{TEXT[i : i + 200]}</p>" for i in range(0, len(TEXT), 200))
+    + "</body></html>"
+)
 
 
 def letter() -> bytes:
@@ -73,7 +77,9 @@ def main() -> None:
     pem = private_pem(key)
     few = messages[: max(20, args.messages // 50)]
     slow = per_message(
-        lambda data: dkim.sign(data, b"s2026", b"sfera-reporting.example", pem, canonicalize=(b"relaxed", b"relaxed")),
+        lambda data: dkim.sign(
+            data, b"s2026", b"sfera-reporting.example", pem, canonicalize=(b"relaxed", b"relaxed")
+        ),
         few,
     )
     print(f"message size: {len(base):,} bytes, RSA {args.bits} bits, {args.messages:,} messages x 3 runs")

@@ -14,7 +14,9 @@ from notifier.db import write_session
 from notifier.models import Message, Subscriber, utcnow
 
 
-def sent_row(engine: Any, subscriber: Subscriber, kind: str = "apology", incident_id: int | None = None) -> int:
+def sent_row(
+    engine: Any, subscriber: Subscriber, kind: str = "apology", incident_id: int | None = None
+) -> int:
     """An outbox row for a message that went to ``subscriber``: what a bounce comes back about."""
     with write_session(engine) as session:
         row = Message(
@@ -33,7 +35,9 @@ def postfix_dsn(
     diagnostic: str = "smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: no such user",
 ) -> bytes:  # fmt: skip
     diagnostic = diagnostic.format(rcpt=recipient)
-    subject = "Undelivered Mail Returned to Sender" if action == "failed" else "Delayed Mail (still being retried)"
+    subject = (
+        "Undelivered Mail Returned to Sender" if action == "failed" else "Delayed Mail (still being retried)"
+    )
     return f"""Received: by postfix.test (Postfix)
 \tid 1548C20E7FA; Tue,  1 Dec 2026 22:00:20 +0000 (UTC)
 Date: Tue,  1 Dec 2026 22:00:20 +0000 (UTC)
@@ -158,7 +162,9 @@ We are sorry.
 """.replace("\n", "\r\n").encode()
 
 
-def out_of_office(sender: str, to: str, *, style: str = "rfc3834", subject: str = "Automatic reply: Apology") -> bytes:
+def out_of_office(
+    sender: str, to: str, *, style: str = "rfc3834", subject: str = "Automatic reply: Apology"
+) -> bytes:
     extra = {
         "rfc3834": "Auto-Submitted: auto-replied\n",
         "exchange": "X-Auto-Response-Suppress: All\nX-MS-Exchange-Inbox-Rules-Loop: x\nX-Autoreply: yes\n",

@@ -46,7 +46,11 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 20) -
 
 
 async def test_the_smtp_listener_records_a_bounce_before_answering_250(
-    tmp_path: Path, database_url: str, config_path: Path, engine: Any, make_subscriber: Callable[..., Subscriber]
+    tmp_path: Path,
+    database_url: str,
+    config_path: Path,
+    engine: Any,
+    make_subscriber: Callable[..., Subscriber],
 ) -> None:
     config = configured(tmp_path, database_url, listen=f"127.0.0.1:{free_port()}", protocol="smtp")
     dead = make_subscriber()
@@ -73,7 +77,11 @@ async def test_the_smtp_listener_records_a_bounce_before_answering_250(
 
 
 async def test_the_maildir_poller_reads_new_bounces_until_stopped(
-    tmp_path: Path, database_url: str, config_path: Path, engine: Any, make_subscriber: Callable[..., Subscriber]
+    tmp_path: Path,
+    database_url: str,
+    config_path: Path,
+    engine: Any,
+    make_subscriber: Callable[..., Subscriber],
 ) -> None:
     maildir = tmp_path / "bounces"
     for sub in ("new", "cur", "tmp"):
@@ -82,7 +90,9 @@ async def test_the_maildir_poller_reads_new_bounces_until_stopped(
     dead = make_subscriber()
     stop = asyncio.Event()
     task = asyncio.create_task(run_intake(engine, config, stop))
-    (maildir / "new" / "1700000000.1.host").write_bytes(postfix_dsn("p@x.example", dead.email or "", message_id="<x@y>"))
+    (maildir / "new" / "1700000000.1.host").write_bytes(
+        postfix_dsn("p@x.example", dead.email or "", message_id="<x@y>")
+    )
     await until(lambda: status_of(engine, dead) == "bounced", "the poller to read the bounce")
     await until(lambda: list((maildir / "cur").iterdir()) != [], "the bounce to move to cur/")
     stop.set()

@@ -41,7 +41,9 @@ def test_a_permanent_failure_is_a_hard_bounce_with_its_status_and_diagnostic() -
 
 
 def test_a_delay_notice_and_a_temporary_failure_are_soft() -> None:
-    delayed, _ = read_message(postfix_dsn("r@b.example", "slow@example.org", action="delayed", status="4.2.0"))
+    delayed, _ = read_message(
+        postfix_dsn("r@b.example", "slow@example.org", action="delayed", status="4.2.0")
+    )
     expired, _ = read_message(postfix_dsn("r@b.example", "slow@example.org", action="failed", status="4.4.7"))
     assert [e.kind for e in delayed] == ["soft_bounce"] and delayed[0].code == "4.2.0"
     assert [e.kind for e in expired] == ["soft_bounce"]
@@ -78,13 +80,17 @@ def test_reports_that_are_not_complaints_carry_no_event(feedback_type: str) -> N
      ("subject", "Automatic reply: Apology")],
 )  # fmt: skip
 def test_out_of_office_replies_are_auto_replies_never_bounces(style: str, subject: str) -> None:
-    events, _ = read_message(out_of_office("ivan@example.org", "bounces+1-x@b.example", style=style, subject=subject))
+    events, _ = read_message(
+        out_of_office("ivan@example.org", "bounces+1-x@b.example", style=style, subject=subject)
+    )
     assert [e.kind for e in events] == ["auto_reply"]
     assert events[0].recipient == "ivan@example.org"
 
 
 def test_an_ordinary_reply_carries_no_event() -> None:
-    message = b"From: ivan@example.org\r\nTo: bounces+1-x@b.example\r\nSubject: Re: Apology\r\n\r\nThanks!\r\n"
+    message = (
+        b"From: ivan@example.org\r\nTo: bounces+1-x@b.example\r\nSubject: Re: Apology\r\n\r\nThanks!\r\n"
+    )
     assert read_message(message)[0] == []
 
 

@@ -47,7 +47,9 @@ def backend() -> str:
 @pytest.fixture
 def lmtp_config(tmp_path: Path, database_url: str, config_path: Path) -> Config:
     listen = f"127.0.0.1:{free_port()}"
-    return load_config(write_config(tmp_path, database_url, bounces={"domain": DOMAIN, "listen": listen, "protocol": "lmtp"}))
+    return load_config(
+        write_config(tmp_path, database_url, bounces={"domain": DOMAIN, "listen": listen, "protocol": "lmtp"})
+    )
 
 
 @contextmanager
@@ -80,7 +82,11 @@ def intake(engine: Any, config: Config) -> Iterator[None]:
 @pytest.fixture
 def relay() -> Iterator[ScriptedSmtpServer]:
     with ScriptedSmtpServer(hostname="relay.test") as server:
-        server.on("RCPT", "dead@example.org", "550 5.1.1 <dead@example.org>: Recipient address rejected: no such user")
+        server.on(
+            "RCPT",
+            "dead@example.org",
+            "550 5.1.1 <dead@example.org>: Recipient address rejected: no such user",
+        )
         server.on("RCPT", "busy@example.org", "450 4.2.1 <busy@example.org>: mailbox busy, try later")
         yield server
 
@@ -89,7 +95,10 @@ def relay() -> Iterator[ScriptedSmtpServer]:
 def mta(relay: ScriptedSmtpServer, lmtp_config: Config, engine: Any) -> Iterator[postfix.PostfixServer]:
     _, port = lmtp_config.bounces.listen_address  # type: ignore[misc]
     transports = {DOMAIN: f"lmtp:[127.0.0.1]:{port}"}
-    with intake(engine, lmtp_config), postfix.PostfixServer(relay_port=relay.port, transports=transports, delay_warning="1s") as server:
+    with (
+        intake(engine, lmtp_config),
+        postfix.PostfixServer(relay_port=relay.port, transports=transports, delay_warning="1s") as server,
+    ):
         yield server
 
 
@@ -108,7 +117,11 @@ def submit(mta: postfix.PostfixServer, sender: str, recipient: str, data: bytes)
 
 def events_of(engine: Any, subscriber: Subscriber) -> list[SuppressionEvent]:
     with read_session(engine) as session:
-        query = select(SuppressionEvent).where(SuppressionEvent.subscriber_id == subscriber.id).order_by(SuppressionEvent.id)
+        query = (
+            select(SuppressionEvent)
+            .where(SuppressionEvent.subscriber_id == subscriber.id)
+            .order_by(SuppressionEvent.id)
+        )
         return list(session.execute(query).scalars())
 
 
@@ -153,16 +166,22 @@ def test_a_complaint_report_unsubscribes_and_an_out_of_office_reply_changes_noth
 ) -> None:
     angry, away = make_subscriber(), make_subscriber()
     angry_path, away_path = return_path(sent_row(engine, angry)), return_path(sent_row(engine, away))
-    submit(mta, "feedback@mail.example.net", "fbl@" + DOMAIN, arf_report(angry.email or "", mail_from=angry_path))
+    submit(
+        mta, "feedback@mail.example.net", "fbl@" + DOMAIN, arf_report(angry.email or "", mail_from=angry_path)
+    )
     submit(mta, "", away_path, out_of_office(away.email or "", away_path))
-    mta.wait_for(lambda: events_of(engine, angry) and events_of(engine, away), what="the report and the reply")
+    mta.wait_for(
+        lambda: events_of(engine, angry) and events_of(engine, away), what="the report and the reply"
+    )
     assert [e.kind for e in events_of(engine, angry)] == ["complaint"]
     assert status_of(engine, angry) == "unsubscribed"
     assert [e.kind for e in events_of(engine, away)] == ["auto_reply"]
     assert status_of(engine, away) == "active"
 
 
-def test_the_listener_refuses_recipients_outside_the_bounce_domain(mta: postfix.PostfixServer, lmtp_config: Config) -> None:
+def test_the_listener_refuses_recipients_outside_the_bounce_domain(
+    mta: postfix.PostfixServer, lmtp_config: Config
+) -> None:
     host, port = lmtp_config.bounces.listen_address  # type: ignore[misc]
     with smtplib.LMTP(host, port) as client:
         client.ehlo()  # LHLO, in LMTP
@@ -181,4 +200,9 @@ def test_a_dkim_signed_letter_relayed_by_postfix_verifies(
     mta.wait_for(lambda: relay.received, what="the relay to receive the letter")
     _, _, data = relay.received[0]
     assert b"Received:" in data and b"DKIM-Signature:" in data
-    assert dkim.verify(data, dnsfunc=lambda name, timeout=5: record if name == b"s2026._domainkey.sfera-reporting.example." else None)
+    assert dkim.verify(
+        data,
+        dnsfunc=lambda name, timeout=5: (
+            record if name == b"s2026._domainkey.sfera-reporting.example." else None
+        ),
+    )

@@ -27,7 +27,9 @@ DOMAIN = "bounces.sfera-reporting.example"
 
 @pytest.fixture
 def outbox_row(engine: Any) -> Callable[..., int]:
-    return lambda subscriber, kind="apology", incident_id=None: sent_row(engine, subscriber, kind, incident_id)
+    return lambda subscriber, kind="apology", incident_id=None: sent_row(
+        engine, subscriber, kind, incident_id
+    )
 
 
 def return_path(row: int) -> str:
@@ -66,7 +68,11 @@ def test_without_a_return_path_the_bounce_is_matched_by_the_original_message_id(
 ) -> None:
     dead = make_subscriber()
     row = outbox_row(dead)
-    dsn = postfix_dsn("postmaster@sfera-reporting.example", dead.email, message_id=f"<notifier.{row}.9f3a@sfera-reporting.example>")
+    dsn = postfix_dsn(
+        "postmaster@sfera-reporting.example",
+        dead.email,
+        message_id=f"<notifier.{row}.9f3a@sfera-reporting.example>",
+    )
     [outcome] = process_message(engine, config, dsn, source="maildir")
     assert (outcome.match.how, outcome.match.message_id) == ("message-id", row)
     assert status_of(engine, dead) == "bounced"
@@ -77,7 +83,11 @@ def test_a_message_id_naming_somebody_elses_row_is_not_trusted(
 ) -> None:
     victim = make_subscriber()
     row = outbox_row(victim)
-    dsn = postfix_dsn("postmaster@x.example", "stranger@example.net", message_id=f"<notifier.{row}.9f3a@sfera-reporting.example>")
+    dsn = postfix_dsn(
+        "postmaster@x.example",
+        "stranger@example.net",
+        message_id=f"<notifier.{row}.9f3a@sfera-reporting.example>",
+    )
     [outcome] = process_message(engine, config, dsn, source="file")
     assert outcome.match.subscriber_id is None
     assert status_of(engine, victim) == "active"
@@ -87,7 +97,12 @@ def test_a_bounce_with_nothing_but_the_address_finds_the_subscriber_by_e_mail(
     engine: Any, config: Config, make_subscriber: Callable[..., Subscriber]
 ) -> None:
     dead = make_subscriber(email="Gone@Example.org")
-    process_message(engine, config, postfix_dsn("postmaster@x.example", "gone@example.org", message_id="<x@y>"), source="file")
+    process_message(
+        engine,
+        config,
+        postfix_dsn("postmaster@x.example", "gone@example.org", message_id="<x@y>"),
+        source="file",
+    )
     assert status_of(engine, dead) == "bounced"
 
 
@@ -120,7 +135,9 @@ def test_a_complaint_unsubscribes_even_a_bounced_subscriber(
 ) -> None:
     angry, also = make_subscriber(), make_subscriber(status="bounced")
     report = arf_report("someone@relay.example", mail_from=return_path(outbox_row(angry)))
-    [outcome] = process_message(engine, config, report, source="maildir", envelope_recipients=["fbl@" + DOMAIN])
+    [outcome] = process_message(
+        engine, config, report, source="maildir", envelope_recipients=["fbl@" + DOMAIN]
+    )
     assert outcome.match.how == "verp" and status_of(engine, angry) == "unsubscribed"
     process_message(engine, config, arf_report(also.email or ""), source="maildir")
     assert status_of(engine, also) == "unsubscribed"
@@ -155,7 +172,9 @@ def test_bounces_process_reads_a_file_and_a_maildir(
     maildir = tmp_path / "Maildir"
     for sub in ("new", "cur", "tmp"):
         (maildir / sub).mkdir(parents=True)
-    (maildir / "new" / "1.host").write_bytes(postfix_dsn("p@x.example", second.email or "", message_id="<x@y>"))
+    (maildir / "new" / "1.host").write_bytes(
+        postfix_dsn("p@x.example", second.email or "", message_id="<x@y>")
+    )
     (maildir / "new" / "2.host").write_bytes(arf_report(third.email or ""))
     result = cli("bounces", "process", str(maildir))
     assert result.exit_code == 0, result.stderr
@@ -177,7 +196,9 @@ def test_operators_list_the_suppressed_by_reason_and_lift_a_bounce(
 ) -> None:
     bounced, complained, left = make_subscriber(), make_subscriber(), make_subscriber(status="unsubscribed")
     make_subscriber()  # active: never listed
-    process_message(engine, config, postfix_dsn("p@x.example", bounced.email or "", message_id="<x@y>"), source="file")
+    process_message(
+        engine, config, postfix_dsn("p@x.example", bounced.email or "", message_id="<x@y>"), source="file"
+    )
     process_message(engine, config, arf_report(complained.email or ""), source="file")
 
     everyone = cli("subscribers", "suppressed", "--json").json()["suppressed"]
@@ -190,7 +211,9 @@ def test_operators_list_the_suppressed_by_reason_and_lift_a_bounce(
     assert bounced.external_id in cli("subscribers", "suppressed", "--reason", "bounced").stdout
     assert cli("subscribers", "suppressed", "--reason", "lost").exit_code == 2
 
-    lifted = cli("subscribers", "unsuppress", bounced.email, "--reason", "mailbox restored, confirmed by phone")
+    lifted = cli(
+        "subscribers", "unsuppress", bounced.email, "--reason", "mailbox restored, confirmed by phone"
+    )
     assert lifted.exit_code == 0, lifted.stderr
     assert status_of(engine, bounced) == "active"
     assert events_of(engine, bounced)[-1].detail == "mailbox restored, confirmed by phone"
@@ -216,16 +239,23 @@ def test_the_report_counts_bounces_per_mailing_and_the_next_incident_skips_the_s
     declared = cli("incident", "declare", "--title", "Сбой", "--region", "66", "--json").json()
     assert declared["affected"] == 4
     with read_session(engine) as session:
-        rows = {m.subscriber_id: m.id for m in session.execute(select(Message).where(Message.kind == "status")).scalars()}
+        rows = {
+            m.subscriber_id: m.id
+            for m in session.execute(select(Message).where(Message.kind == "status")).scalars()
+        }
     hard, soft, angry = (rows[p.id] for p in people[:3])
     process_message(engine, config, postfix_dsn(return_path(hard), people[0].email or ""), source="lmtp",
                     envelope_recipients=[return_path(hard)])  # fmt: skip
     process_message(engine, config, postfix_dsn(return_path(soft), people[1].email or "", action="delayed", status="4.2.0"),
                     source="lmtp", envelope_recipients=[return_path(soft)])  # fmt: skip
-    process_message(engine, config, arf_report(people[2].email or "", mail_from=return_path(angry)), source="maildir")
+    process_message(
+        engine, config, arf_report(people[2].email or "", mail_from=return_path(angry)), source="maildir"
+    )
 
     report = cli("report", declared["id"], "--json").json()
-    assert report["bounces"] == {"status": {"hard_bounces": 1, "soft_bounces": 1, "complaints": 1, "auto_replies": 0}}
+    assert report["bounces"] == {
+        "status": {"hard_bounces": 1, "soft_bounces": 1, "complaints": 1, "auto_replies": 0}
+    }
     assert "status: 1 hard and 1 soft bounces, 1 complaints" in cli("report", declared["id"]).stdout
     again = cli("incident", "declare", "--title", "Снова сбой", "--region", "66", "--json").json()
     assert again["affected"] == 2  # the bounced and the complainer are not written to again

@@ -77,7 +77,12 @@ def ses(kind: str, recipient: str, **detail: Any) -> str:
                            "bouncedRecipients": [{"emailAddress": recipient, "action": "failed", "status": "5.1.1",
                                                   "diagnosticCode": "smtp; 550 5.1.1 user unknown"}]}}  # fmt: skip
     else:
-        body = {"complaint": {"complainedRecipients": [{"emailAddress": recipient}], "complaintFeedbackType": "abuse"}}
+        body = {
+            "complaint": {
+                "complainedRecipients": [{"emailAddress": recipient}],
+                "complaintFeedbackType": "abuse",
+            }
+        }
     return json.dumps({"notificationType": kind, "mail": mail, **body})
 
 
@@ -88,10 +93,19 @@ def sns_fake() -> FakeSns:
 
 @pytest.fixture
 def web(
-    tmp_path: Path, database_url: str, config_path: Path, engine: Any, sns_fake: FakeSns, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    database_url: str,
+    config_path: Path,
+    engine: Any,
+    sns_fake: FakeSns,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[httpx.Client]:
     monkeypatch.setenv("NOTIFIER_MAILGUN_KEY", MAILGUN_KEY)
-    path = write_config(tmp_path, database_url, bounces={"ses_topic_arns": [TOPIC], "mailgun_signing_key_env": "NOTIFIER_MAILGUN_KEY"})
+    path = write_config(
+        tmp_path,
+        database_url,
+        bounces={"ses_topic_arns": [TOPIC], "mailgun_signing_key_env": "NOTIFIER_MAILGUN_KEY"},
+    )
     app = create_app(load_config(path), engine)
     app.state.sns_verifier = SnsVerifier([TOPIC], fetch=sns_fake.fetch)
     with running(app) as url, httpx.Client(base_url=url, timeout=20) as client:
@@ -107,11 +121,15 @@ def test_an_ses_complaint_through_sns_unsubscribes_the_subscriber(
     web: httpx.Client, engine: Any, sns_fake: FakeSns, make_subscriber: Callable[..., Subscriber]
 ) -> None:
     angry, dead = make_subscriber(), make_subscriber()
-    response = web.post("/webhooks/ses", content=json.dumps(sns_fake.message(Message=ses("Complaint", angry.email))))
+    response = web.post(
+        "/webhooks/ses", content=json.dumps(sns_fake.message(Message=ses("Complaint", angry.email)))
+    )
     assert response.status_code == 200, response.text
     assert response.json() == {"type": "Notification", "recorded": 1}
     assert status_of(engine, angry) == "unsubscribed"
-    bounce = sns_fake.message(version="1", Message=ses("Bounce", dead.email), Subject="Amazon SES Email Event")
+    bounce = sns_fake.message(
+        version="1", Message=ses("Bounce", dead.email), Subject="Amazon SES Email Event"
+    )
     assert web.post("/webhooks/ses", content=json.dumps(bounce)).status_code == 200
     assert status_of(engine, dead) == "bounced"
     assert sns_fake.fetched == [CERT_URL]  # fetched once, then cached
@@ -133,17 +151,25 @@ def test_forged_or_foreign_sns_messages_are_refused(
     tampered = sns_fake.message(Message=ses("Complaint", "someone@example.org"))
     tampered["Message"] = ses("Complaint", victim.email)
     assert web.post("/webhooks/ses", content=json.dumps(tampered)).status_code == 403
-    other_topic = sns_fake.message(Message=ses("Complaint", victim.email), TopicArn=TOPIC.replace("ses-events", "theirs"))
+    other_topic = sns_fake.message(
+        Message=ses("Complaint", victim.email), TopicArn=TOPIC.replace("ses-events", "theirs")
+    )
     assert web.post("/webhooks/ses", content=json.dumps(other_topic)).status_code == 403
-    elsewhere = sns_fake.message(Message=ses("Complaint", victim.email), SigningCertURL="https://evil.example/sns.pem")
+    elsewhere = sns_fake.message(
+        Message=ses("Complaint", victim.email), SigningCertURL="https://evil.example/sns.pem"
+    )
     response = web.post("/webhooks/ses", content=json.dumps(elsewhere))
     assert response.status_code == 403 and "amazonaws.com" in response.json()["error"]["message"]
     assert web.post("/webhooks/ses", content=b"{not json").status_code == 400
     assert status_of(engine, victim) == "active"
 
 
-def test_an_sns_subscription_is_confirmed_by_visiting_its_subscribe_url(web: httpx.Client, sns_fake: FakeSns) -> None:
-    response = web.post("/webhooks/ses", content=json.dumps(sns_fake.message("SubscriptionConfirmation", Message="confirm")))
+def test_an_sns_subscription_is_confirmed_by_visiting_its_subscribe_url(
+    web: httpx.Client, sns_fake: FakeSns
+) -> None:
+    response = web.post(
+        "/webhooks/ses", content=json.dumps(sns_fake.message("SubscriptionConfirmation", Message="confirm"))
+    )
     assert response.status_code == 200 and response.json()["type"] == "SubscriptionConfirmation"
     assert sns_fake.fetched == [CERT_URL, SUBSCRIBE_URL]
 
@@ -163,10 +189,14 @@ def test_only_https_certificate_urls_on_sns_hosts_are_fetched(url: str) -> None:
     assert check_sns_url("https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-x.pem")
 
 
-def mailgun_body(event: dict[str, Any], *, key: str = MAILGUN_KEY, timestamp: int | None = None, token: str = "t0k3n") -> bytes:
+def mailgun_body(
+    event: dict[str, Any], *, key: str = MAILGUN_KEY, timestamp: int | None = None, token: str = "t0k3n"
+) -> bytes:
     stamp = str(timestamp if timestamp is not None else int(time.time()))
     signature = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
-    return json.dumps({"signature": {"timestamp": stamp, "token": token, "signature": signature}, "event-data": event}).encode()
+    return json.dumps(
+        {"signature": {"timestamp": stamp, "token": token, "signature": signature}, "event-data": event}
+    ).encode()
 
 
 def test_mailgun_failures_and_complaints_with_a_valid_signature_are_recorded(
@@ -176,10 +206,18 @@ def test_mailgun_failures_and_complaints_with_a_valid_signature_are_recorded(
     failed = {"event": "failed", "severity": "permanent", "recipient": dead.email,
               "delivery-status": {"code": 550, "description": "No such mailbox"}, "message": {"headers": {"message-id": "x@y"}}}  # fmt: skip
     assert web.post("/webhooks/mailgun", content=mailgun_body(failed, token="a1")).json() == {"recorded": 1}
-    assert web.post("/webhooks/mailgun", content=mailgun_body({"event": "complained", "recipient": angry.email}, token="a2")).status_code == 200
+    assert (
+        web.post(
+            "/webhooks/mailgun",
+            content=mailgun_body({"event": "complained", "recipient": angry.email}, token="a2"),
+        ).status_code
+        == 200
+    )
     temporary = {**failed, "severity": "temporary", "recipient": busy.email}
     assert web.post("/webhooks/mailgun", content=mailgun_body(temporary, token="a3")).status_code == 200
-    assert web.post("/webhooks/mailgun", content=mailgun_body({"event": "delivered"}, token="a4")).json() == {"recorded": 0}
+    assert web.post("/webhooks/mailgun", content=mailgun_body({"event": "delivered"}, token="a4")).json() == {
+        "recorded": 0
+    }
     assert [status_of(engine, s) for s in (dead, angry, busy)] == ["bounced", "unsubscribed", "active"]
 
 
@@ -188,7 +226,10 @@ def test_mailgun_requests_signed_wrongly_late_or_twice_are_refused(
 ) -> None:
     victim = make_subscriber()
     event = {"event": "complained", "recipient": victim.email}
-    assert web.post("/webhooks/mailgun", content=mailgun_body(event, key="key-wrong", token="b1")).status_code == 403
+    assert (
+        web.post("/webhooks/mailgun", content=mailgun_body(event, key="key-wrong", token="b1")).status_code
+        == 403
+    )
     stale = mailgun_body(event, timestamp=int(time.time()) - 3600, token="b2")
     assert web.post("/webhooks/mailgun", content=stale).status_code == 403
     assert web.post("/webhooks/mailgun", content=b"[]").status_code == 400

@@ -51,7 +51,16 @@ def dns_for(name: str, record: bytes) -> Callable[..., bytes | None]:
 
 @pytest.fixture
 def keys(cli: Callable[..., Any], tmp_path: Path) -> tuple[Path, str, bytes]:
-    result = cli("dkim", "keygen", "--selector", "s2026", "--domain", "sfera-reporting.example", "--out", str(tmp_path / "dkim"))
+    result = cli(
+        "dkim",
+        "keygen",
+        "--selector",
+        "s2026",
+        "--domain",
+        "sfera-reporting.example",
+        "--out",
+        str(tmp_path / "dkim"),
+    )
     assert result.exit_code == 0, result.stderr
     name, record = txt_record(result.stdout)
     return tmp_path / "dkim" / "s2026.private.pem", name, record
@@ -64,7 +73,16 @@ def test_keygen_writes_a_private_key_only_its_owner_reads_and_prints_the_record(
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
     assert (private.parent / "s2026.public.pem").read_text().startswith("-----BEGIN PUBLIC KEY-----")
     assert name == "s2026._domainkey.sfera-reporting.example"
-    again = cli("dkim", "keygen", "--selector", "s2026", "--domain", "sfera-reporting.example", "--out", str(private.parent))
+    again = cli(
+        "dkim",
+        "keygen",
+        "--selector",
+        "s2026",
+        "--domain",
+        "sfera-reporting.example",
+        "--out",
+        str(private.parent),
+    )
     assert again.exit_code == 2 and "already exists" in again.stderr
     bad = cli("dkim", "keygen", "--selector", "s 1", "--domain", "x.example", "--out", str(tmp_path))
     assert bad.exit_code == 2 and bad.stderr.startswith("error: --selector")
@@ -72,35 +90,68 @@ def test_keygen_writes_a_private_key_only_its_owner_reads_and_prints_the_record(
 
 @pytest.mark.parametrize("from_env", [False, True])
 def test_a_signed_message_verifies_against_the_published_record(
-    keys: tuple[Path, str, bytes], tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch, from_env: bool
+    keys: tuple[Path, str, bytes],
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    from_env: bool,
 ) -> None:
     private, name, record = keys
-    source = {"dkim_key_env": "NOTIFIER_DKIM_KEY"} if from_env else {"dkim_key_file": "dkim/s2026.private.pem"}
+    source = (
+        {"dkim_key_env": "NOTIFIER_DKIM_KEY"} if from_env else {"dkim_key_file": "dkim/s2026.private.pem"}
+    )
     if from_env:
         monkeypatch.setenv("NOTIFIER_DKIM_KEY", private.read_text())
-    path = write_config(tmp_path, database_url, smtp={"dkim_domain": "sfera-reporting.example", "dkim_selector": "s2026", **source})
+    path = write_config(
+        tmp_path,
+        database_url,
+        smtp={"dkim_domain": "sfera-reporting.example", "dkim_selector": "s2026", **source},
+    )
     signer = signer_from_config(load_config(path))
     assert signer is not None
     signed = signer.sign(LETTER)
-    assert signed.endswith(LETTER) and signed.startswith(b"DKIM-Signature: ") and b"\n" not in signed.replace(b"\r\n", b"")
+    assert (
+        signed.endswith(LETTER)
+        and signed.startswith(b"DKIM-Signature: ")
+        and b"\n" not in signed.replace(b"\r\n", b"")
+    )
     assert dkim.verify(signed, dnsfunc=dns_for(name, record))
     header = signed[: signed.index(b"\r\nFrom:")].decode()
-    for field in ("list-unsubscribe", "list-unsubscribe-post", "list-id", "feedback-id", "message-id", "subject"):
+    for field in (
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+        "list-id",
+        "feedback-id",
+        "message-id",
+        "subject",
+    ):
         assert field in header
     assert "c=relaxed/relaxed" in header
-    assert not dkim.verify(signed.replace(b"client@example.org", b"other@example.org"), dnsfunc=dns_for(name, record))
+    assert not dkim.verify(
+        signed.replace(b"client@example.org", b"other@example.org"), dnsfunc=dns_for(name, record)
+    )
 
 
-def test_dkim_config_mistakes_are_one_clear_line(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dkim_config_mistakes_are_one_clear_line(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     half = write_config(tmp_path, database_url, smtp={"dkim_domain": "sfera-reporting.example"})
     with pytest.raises(ConfigError, match="dkim_selector"):
         load_config(half)
-    missing_env = write_config(tmp_path, database_url, smtp={"dkim_domain": "d.example", "dkim_selector": "s", "dkim_key_env": "NO_SUCH_VAR"})
+    missing_env = write_config(
+        tmp_path,
+        database_url,
+        smtp={"dkim_domain": "d.example", "dkim_selector": "s", "dkim_key_env": "NO_SUCH_VAR"},
+    )
     monkeypatch.delenv("NO_SUCH_VAR", raising=False)
     with pytest.raises(ConfigError, match="NO_SUCH_VAR"):
         signer_from_config(load_config(missing_env))
     (tmp_path / "bad.pem").write_text("not a key")
-    bad_key = write_config(tmp_path, database_url, smtp={"dkim_domain": "d.example", "dkim_selector": "s", "dkim_key_file": "bad.pem"})
+    bad_key = write_config(
+        tmp_path,
+        database_url,
+        smtp={"dkim_domain": "d.example", "dkim_selector": "s", "dkim_key_file": "bad.pem"},
+    )
     with pytest.raises(ConfigError, match="not a PEM private key"):
         signer_from_config(load_config(bad_key))
     assert signer_from_config(load_config(write_config(tmp_path, database_url))) is None

@@ -89,7 +89,9 @@ def read_dsn(message: Message) -> list[BounceEvent]:
         recipient = _address(block.get("Final-Recipient")) or _address(block.get("Original-Recipient"))
         detail = _one_line(block.get("Diagnostic-Code")) or f"Action: {action}"
         events.append(
-            BounceEvent(kind=kind, recipient=recipient, code=status, detail=detail, original_message_id=message_id)  # type: ignore[arg-type]
+            BounceEvent(
+                kind=kind, recipient=recipient, code=status, detail=detail, original_message_id=message_id
+            )  # type: ignore[arg-type]
         )
     return events
 
@@ -106,6 +108,10 @@ def read_other_bounce(message: Message) -> list[BounceEvent]:
     events = []
     for kind, addresses in (("hard_bounce", permanent), ("soft_bounce", set(temporary) - set(permanent))):
         for raw in sorted(addresses):
-            address = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)).strip("<>").lower()
-            events.append(BounceEvent(kind=kind, recipient=address, detail=detail, original_message_id=message_id))  # type: ignore[arg-type]
+            address = (
+                (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)).strip("<>").lower()
+            )
+            events.append(
+                BounceEvent(kind=kind, recipient=address, detail=detail, original_message_id=message_id)
+            )  # type: ignore[arg-type]
     return events

@@ -68,7 +68,9 @@ class IntakeReport:
         }  # fmt: skip
 
 
-def process_maildir(engine: Engine, config: Config, maildir: Path, *, source: str = "maildir") -> IntakeReport:
+def process_maildir(
+    engine: Engine, config: Config, maildir: Path, *, source: str = "maildir"
+) -> IntakeReport:
     """Every message in ``maildir/new``, each moved to ``cur/`` (flagged seen) once recorded."""
     new, cur = maildir / "new", maildir / "cur"
     report = IntakeReport()
@@ -149,7 +151,9 @@ async def start_listener(engine: Engine, config: Config) -> asyncio.Server:
     try:
         return await asyncio.get_running_loop().create_server(factory, host, port)
     except OSError as exc:
-        raise UsageError(f"[bounces].listen {config.bounces.listen}: cannot listen there: {exc.strerror}") from None
+        raise UsageError(
+            f"[bounces].listen {config.bounces.listen}: cannot listen there: {exc.strerror}"
+        ) from None
 
 
 async def run_intake(engine: Engine, config: Config, stop: asyncio.Event) -> None:

@@ -73,7 +73,9 @@ def _events(data: dict[str, Any]) -> list[BounceEvent]:
     if event == "failed":
         hard = data.get("severity") == "permanent"
         code = str(status.get("enhanced-code") or status.get("code") or data.get("reason") or "")
-        detail = " ".join(str(status.get("description") or status.get("message") or data.get("reason") or "").split())
+        detail = " ".join(
+            str(status.get("description") or status.get("message") or data.get("reason") or "").split()
+        )
         return [BounceEvent(kind="hard_bounce" if hard else "soft_bounce", recipient=recipient, code=code,
                             detail=detail or f"Mailgun {data.get('severity')} failure", original_message_id=message_id)]  # fmt: skip
     if event == "complained":

@@ -52,7 +52,9 @@ def _row(session: Session, row_id: int) -> Match | None:
     return Match(message_id=found[0], subscriber_id=found[1], recipient=(found[2] or "").lower())
 
 
-def _by_verp(session: Session, secret: bytes, bounces: BouncesSection, addresses: Sequence[str]) -> Match | None:
+def _by_verp(
+    session: Session, secret: bytes, bounces: BouncesSection, addresses: Sequence[str]
+) -> Match | None:
     for address in addresses:
         row_id = verp.parse(secret, address, bounces.local_part, bounces.domain) if bounces.domain else None
         found = _row(session, row_id) if row_id is not None else None
@@ -79,7 +81,11 @@ def _by_address(session: Session, address: str) -> Match | None:
 
 
 def locate(
-    session: Session, secret: bytes, bounces: BouncesSection, event: BounceEvent, delivered_to: Sequence[str] = ()
+    session: Session,
+    secret: bytes,
+    bounces: BouncesSection,
+    event: BounceEvent,
+    delivered_to: Sequence[str] = (),
 ) -> Match:
     """The row and subscriber ``event`` is about (``Match(how="none")`` when nothing fits)."""
     candidates = [event.return_path, *delivered_to] if event.return_path else list(delivered_to)

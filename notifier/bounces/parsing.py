@@ -45,7 +45,9 @@ def _delivered_to(message: Message, envelope_recipients: Sequence[str]) -> list[
     return [address.lower() for address in (*envelope_recipients, *found) if "@" in address]
 
 
-def read_message(data: bytes | Message, envelope_recipients: Sequence[str] = ()) -> tuple[list[BounceEvent], list[str]]:
+def read_message(
+    data: bytes | Message, envelope_recipients: Sequence[str] = ()
+) -> tuple[list[BounceEvent], list[str]]:
     """The events ``data`` carries, and the addresses it was delivered to (VERP candidates)."""
     message = parse_bytes(data) if isinstance(data, bytes) else data
     if is_arf(message):
@@ -57,4 +59,3 @@ def read_message(data: bytes | Message, envelope_recipients: Sequence[str] = ())
     else:
         events = read_other_bounce(message)
     return events, _delivered_to(message, envelope_recipients)
-

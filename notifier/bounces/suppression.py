@@ -70,7 +70,9 @@ def _log(session: Session, **fields: Any) -> SuppressionEvent:
 
 
 def _set_status(session: Session, subscriber: Subscriber, status: str, now: datetime) -> None:
-    session.execute(update(Subscriber).where(Subscriber.id == subscriber.id).values(status=status, updated_at=now))
+    session.execute(
+        update(Subscriber).where(Subscriber.id == subscriber.id).values(status=status, updated_at=now)
+    )
     subscriber.status = status
 
 
@@ -110,7 +112,9 @@ def record(
     return Outcome(row.id, event.kind, match, before, subscriber.status if subscriber else None)
 
 
-def _apply(session: Session, config: Config, event: BounceEvent, subscriber: Subscriber, now: datetime, source: str) -> None:
+def _apply(
+    session: Session, config: Config, event: BounceEvent, subscriber: Subscriber, now: datetime, source: str
+) -> None:
     assert subscriber.id is not None
     if event.kind == "hard_bounce" and subscriber.status == "active":
         _set_status(session, subscriber, "bounced", now)
@@ -172,7 +176,9 @@ class Suppressed:
     event: SuppressionEvent | None  # the bounce or complaint that decided it, if any
 
 
-def suppressed(session: Session, *, reason: str | None = None, limit: int = 100, offset: int = 0) -> list[Suppressed]:
+def suppressed(
+    session: Session, *, reason: str | None = None, limit: int = 100, offset: int = 0
+) -> list[Suppressed]:
     """Subscribers who get no mail, why, and the event that decided it (oldest first)."""
     if reason is not None and reason not in REASONS:
         raise UsageError(f"reason must be one of {', '.join(REASONS)}, not {reason!r}")

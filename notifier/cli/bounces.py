@@ -13,14 +13,18 @@ import typer
 from notifier.cli import app
 from notifier.cli.common import console, print_json, state
 
-bounces_app = typer.Typer(help="Bounces and complaints: read them from files or a Maildir.", no_args_is_help=True)
+bounces_app = typer.Typer(
+    help="Bounces and complaints: read them from files or a Maildir.", no_args_is_help=True
+)
 app.add_typer(bounces_app, name="bounces")
 
 
 @bounces_app.command("process")
 def process(
     ctx: typer.Context,
-    path: Path = typer.Argument(..., metavar="FILE|MAILDIR", help="one message file, or a Maildir (new/ is read)"),
+    path: Path = typer.Argument(
+        ..., metavar="FILE|MAILDIR", help="one message file, or a Maildir (new/ is read)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Record the bounces, complaints and auto-replies in a message file or a Maildir's new/.
@@ -35,7 +39,10 @@ def process(
         print_json(report.as_dict())
         return
     data = report.as_dict()
-    kinds = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(data["events"].items())) or "no events"
+    kinds = (
+        ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(data["events"].items()))
+        or "no events"
+    )
     console.print(
         f"{data['messages']} message(s): {kinds}; {data['status_changes']} subscriber(s) changed, "
         f"{data['unmatched']} event(s) matched nobody.",

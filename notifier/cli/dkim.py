@@ -14,10 +14,14 @@ from notifier.cli import app
 from notifier.cli.common import console, print_json
 from notifier.errors import UsageError
 
-dkim_app = typer.Typer(help="DKIM signing keys: generate a key pair and its DNS record.", no_args_is_help=True)
+dkim_app = typer.Typer(
+    help="DKIM signing keys: generate a key pair and its DNS record.", no_args_is_help=True
+)
 app.add_typer(dkim_app, name="dkim")
 
-_LABELS = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+_LABELS = re.compile(
+    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
 
 
 @dkim_app.command("keygen")

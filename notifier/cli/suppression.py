@@ -53,8 +53,12 @@ def suppressed(
         console.print("Nobody is suppressed." if reason is None else f"Nobody is suppressed as {reason}.")
     for item in found:
         s, event = item.subscriber, item.event
-        why = f"  {event.code} {event.detail} ({event.source}, {event.at:%Y-%m-%d %H:%M} UTC)" if event else ""
-        console.print(f"{s.external_id or '#' + str(s.id):<14} {item.reason:<13} {s.email or ''}{why}", markup=False)
+        why = (
+            f"  {event.code} {event.detail} ({event.source}, {event.at:%Y-%m-%d %H:%M} UTC)" if event else ""
+        )
+        console.print(
+            f"{s.external_id or '#' + str(s.id):<14} {item.reason:<13} {s.email or ''}{why}", markup=False
+        )
 
 
 @subscribers_app.command("unsuppress")

@@ -61,9 +61,16 @@ class DkimSigner:
         ])  # fmt: skip
         hasher = hashlib.sha256()
         dkim.hash_headers(
-            hasher, _POLICY, _POLICY.canonicalize_headers(headers), signed, (b"DKIM-Signature", b" " + unsigned), {}
+            hasher,
+            _POLICY,
+            _POLICY.canonicalize_headers(headers),
+            signed,
+            (b"DKIM-Signature", b" " + unsigned),
+            {},
         )
-        signature = base64.b64encode(self.key.sign(hasher.digest(), padding.PKCS1v15(), Prehashed(hashes.SHA256())))
+        signature = base64.b64encode(
+            self.key.sign(hasher.digest(), padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+        )
         folded = b"\r\n ".join(signature[i : i + 72] for i in range(0, len(signature), 72))
         return b"DKIM-Signature: " + unsigned + folded + b"\r\n" + data
 
@@ -142,7 +149,9 @@ def public_pem(key: rsa.RSAPrivateKey) -> bytes:
 
 def dns_record(key: rsa.RSAPrivateKey) -> str:
     """The TXT record value to publish: ``v=DKIM1; k=rsa; p=<base64 SubjectPublicKeyInfo>``."""
-    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode('ascii')}"
 
 
