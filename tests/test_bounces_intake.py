@@ -4,6 +4,7 @@ pointed at notifier) and the Maildir poller; nothing to run when neither is conf
 from __future__ import annotations
 
 import asyncio
+import re
 import smtplib
 import socket
 import time
@@ -106,3 +107,36 @@ async def test_intake_has_nothing_to_do_without_a_listener_or_a_maildir(config: 
 def _listening(host: str, port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex((host, port)) == 0
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"domain": "not a domain"}, "[bounces].domain"),
+        ({"listen": "2525"}, "host:port"),
+        ({"protocol": "imap"}, "[bounces].protocol"),
+        ({"local_part": "Bounces+x"}, "[bounces].local_part"),
+        ({"ses_topic_arns": ["my-topic"]}, "SNS topic ARN"),
+        ({"soft_bounce_threshold": 0}, "[bounces].soft_bounce_threshold"),
+    ],
+)
+def test_bounces_config_mistakes_are_one_clear_line(
+    tmp_path: Path, database_url: str, values: dict[str, Any], says: str
+) -> None:
+    from notifier.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_config(write_config(tmp_path, database_url, bounces=values))
+
+
+def test_a_listener_that_cannot_bind_says_where(
+    tmp_path: Path, database_url: str, config_path: Path, engine: Any
+) -> None:
+    from notifier.errors import UsageError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = configured(tmp_path, database_url, listen=f"127.0.0.1:{taken.getsockname()[1]}")
+        with pytest.raises(UsageError, match=r"\[bounces\].listen"):
+            asyncio.run(run_intake(engine, config, asyncio.Event()))
