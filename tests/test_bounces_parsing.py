@@ -99,3 +99,9 @@ def test_the_row_id_is_read_from_notifier_message_ids() -> None:
     assert row_id_from_message_id("<notifier.42@sfera-reporting.example>") == 42
     assert row_id_from_message_id("notifier.42.0f3a9c@sfera-reporting.example") == 42
     assert row_id_from_message_id("<20261201.1548C@postfix.test>") is None
+
+
+def test_a_reply_with_raw_utf8_headers_is_read_without_errors(caplog: pytest.LogCaptureFixture) -> None:
+    message = "From: Иван <ivan@example.org>\r\nTo: bounces+1-x@b.example\r\nSubject: Спасибо\r\n\r\nСпасибо!\r\n"
+    assert read_message(message.encode())[0] == []
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []

@@ -57,5 +57,9 @@ def read_message(
     elif is_auto_reply(message):
         events = _auto_reply(message)
     else:
-        events = read_other_bounce(message)
+        # flufl.bounce's detectors expect str headers: 8-bit ones would be Header objects.
+        ascii_only = (
+            data.decode("ascii", "replace").encode("ascii", "replace") if isinstance(data, bytes) else None
+        )
+        events = read_other_bounce(parse_bytes(ascii_only) if ascii_only is not None else message)
     return events, _delivered_to(message, envelope_recipients)
