@@ -5,11 +5,16 @@ every lookup logged) and the keypad's callbacks, which escalate like the operato
 from __future__ import annotations
 
 import io
+import os
+import re
+import subprocess
+import sys
 import wave
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,7 +27,7 @@ from notifier.config import load_config
 from notifier.db import read_session, write_session
 from notifier.models import Call, Callback, Message, utcnow
 from notifier.web import create_app
-from tests.conftest import write_config
+from tests.conftest import REPO, write_config
 from tests.test_voice import STARTED, needs_espeak
 from tests.web_server import running
 
@@ -449,3 +454,47 @@ def test_the_stable_url_also_ends_in_wav_for_players_that_go_by_the_name(web, ou
     assert wav(by_path)[0] == 16000 and by_path.headers["etag"] == by_query.headers["etag"]
     assert "max-age=0" in by_path.headers["cache-control"]
     assert web.get("/hotline/voice/regions/99/ru/8000.wav").status_code == 400
+
+
+# The README's Asterisk AGI script, run as Asterisk would run it ---------------------------
+
+
+def readme_agi() -> str:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"```python\n(#!/usr/bin/env python3\n\"\"\"Asterisk AGI.*?)```", readme, re.DOTALL)
+    assert match, "the README's Asterisk section lost its AGI script"
+    return match.group(1)
+
+
+def run_agi(url: str, tmp_path: Path, caller: str, answers: list[str]) -> list[str]:
+    """Start the script with an AGI environment on stdin and Asterisk's replies after it."""
+    script = tmp_path / "notifier-ivr.agi"
+    script.write_text(readme_agi(), encoding="utf-8")
+    agi_env = f"agi_request: notifier-ivr.agi\nagi_callerid: {caller}\nagi_arg_1: 66\nagi_arg_2: ru\n\n"
+    done = subprocess.run(
+        [sys.executable, str(script)], input=agi_env + "".join(a + "\n" for a in answers), capture_output=True,
+        text=True, timeout=120, env={**os.environ, "NOTIFIER_URL": url, "NOTIFIER_IVR_TOKEN": TOKEN,
+                                     "TMPDIR": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert not list(tmp_path.glob("notifier-*.wav"))  # it cleans up after itself
+    return done.stdout.splitlines()
+
+
+@needs_espeak
+def test_the_readmes_asterisk_agi_plays_the_callers_audio_and_records_press_1(
+    config, engine, cli, make_subscriber, monkeypatch, tmp_path
+) -> None:
+    make_subscriber(phone="+79120003986", region="66")
+    declare_outage(cli)
+    monkeypatch.setenv(config.ivr.token_env, TOKEN)
+    with running(create_app(config, engine)) as url:
+        said_ = run_agi(url, tmp_path, "+79120003986", ["200 result=1", "200 result=0", "200 result=1"])
+        assert re.fullmatch(r"GET DATA \S+/notifier-\w+ 6000 1", said_[0])
+        assert said_[1].startswith("STREAM FILE ") and said_[2] == "SET VARIABLE NOTIFIER_ACTION callback"
+        silent = run_agi(url, tmp_path, "unknown", ["200 result= (timeout)", "200 result=1"])
+        assert silent[-1] == "SET VARIABLE NOTIFIER_ACTION none"
+    with read_session(engine) as session:
+        (callback,) = session.exec(select(Callback)).all()
+        assert session.get(Call, callback.call_id).caller_phone == "+79120003986"
+    assert [c.note for c in ivr_calls(engine)][0] == "Phone line, caller lookup: affected by INC-1"
