@@ -26,14 +26,18 @@ import hmac
 import os
 import threading
 import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
-from limits import parse_many
+from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy.engine import Engine
 
 from notifier import voice
 from notifier.db import read_session, write_session
@@ -61,18 +65,27 @@ async def read_params(request: Request) -> dict[str, str]:
 Params = Annotated[dict[str, str], Depends(read_params)]
 
 
-def _state(request: Request) -> Any:
-    """The line's per-app state (token, rate limiter, audio cache), made on first use."""
+@dataclass
+class LineState:
+    """What the line keeps per app: the token (read once), the rate limiter, the audio cache."""
+
+    token: str
+    limits: list[RateLimitItem]
+    limiter: MovingWindowRateLimiter
+    cache: voice.AudioCache
+
+
+def _state(request: Request) -> LineState:
+    """The line's state on ``app.state.ivr``, made on first use."""
     state = request.app.state
     if getattr(state, "ivr", None) is None:
         with _setup:
             if getattr(state, "ivr", None) is None:
                 config = state.config
-                state.ivr = type("IvrState", (), {})()
-                state.ivr.token = os.environ.get(config.ivr.token_env, "").strip()
-                state.ivr.limits = parse_many(config.ivr.lookup_rate)
-                state.ivr.limiter = MovingWindowRateLimiter(MemoryStorage())
-                state.ivr.cache = voice.AudioCache(config)
+                state.ivr = LineState(
+                    token=os.environ.get(config.ivr.token_env, "").strip(), limits=parse_many(config.ivr.lookup_rate),
+                    limiter=MovingWindowRateLimiter(MemoryStorage()), cache=voice.AudioCache(config),
+                )  # fmt: skip
     return state.ivr
 
 
@@ -102,7 +115,9 @@ def _has_token(request: Request) -> bool:
     return True
 
 
-def trusted_phone(request: Request, params: dict[str, str], now: Any, *, required: bool = True) -> str | None:
+def trusted_phone(
+    request: Request, params: dict[str, str], now: datetime, *, required: bool = True
+) -> str | None:
     """The caller's number this request may speak for ("" if withheld): from ``From``/``Caller``
     with the token, or from a call ticket. None when neither (401 if ``required``)."""
     if _has_token(request):
@@ -147,8 +162,8 @@ def _rate(params: dict[str, str]) -> int:
 
 
 def _answer(
-    request: Request, engine: Any, params: dict[str, str], now: Any, phone: str, what: str | None
-) -> Any:
+    request: Request, engine: Engine, params: dict[str, str], now: datetime, phone: str, what: str | None
+) -> tuple[voice.Caller, Speech]:
     """The caller and what to say to them; the lookup is logged as a call when ``what`` is given."""
     config = request.app.state.config
     opener = write_session if phone and what else read_session
@@ -160,7 +175,7 @@ def _answer(
     return caller, speech
 
 
-def _menu(request: Request, fmt: str, caller: Any, now: Any) -> Menu:
+def _menu(request: Request, fmt: str, caller: voice.Caller, now: datetime) -> Menu:
     config = request.app.state.config
     ticket = voice.make_ticket(request.app.state.secret, caller.phone, now)
     action = _url(request, "/hotline/voice/keypad", format=fmt, region=caller.listener.region,
@@ -210,7 +225,9 @@ def vxml(request: Request, params: Params, engine: EngineDep, now: NowDep) -> Re
 def httapi(request: Request, params: Params, engine: EngineDep, now: NowDep) -> Response:
     """FreeSWITCH mod_httapi: our WAV of the announcement with a one-key binding."""
     phone = trusted_phone(request, params, now) or ""
-    caller, speech = _answer(request, engine, params, now, phone, None if params.get("again") else "announcement")
+    caller, speech = _answer(
+        request, engine, params, now, phone, None if params.get("again") else "announcement"
+    )
     goodbye = voice.reply("goodbye", speech.locale)
     body = voice.httapi_menu(_menu(request, "httapi", caller, now), _audio_url(request, speech),
                              _audio_url(request, goodbye))  # fmt: skip
@@ -264,7 +281,7 @@ def _reply(
     return Response(body, media_type=TWIML, headers={"Cache-Control": "no-store"})
 
 
-def _wav(request: Request, key: str, path: Any, *, stable: bool) -> Response:
+def _wav(request: Request, key: str, path: Path, *, stable: bool) -> Response:
     etag = f'"{key}"'
     # The stable URL is checked every time (FreeSWITCH keeps a file for max-age, else 300 s).
     cache = "no-cache, max-age=0" if stable else "public, max-age=31536000, immutable"
