@@ -8,6 +8,7 @@ Secrets are never in the file: it names environment variables that hold them.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -36,24 +37,59 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$", re.IG
 _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, None: 1}
 
 
+MAX_DURATION_DAYS = 3650  # ten years: longer is a typo (and past timedelta's range soon after)
+
+
 def parse_duration(value: Any) -> timedelta:
-    """``90``, ``"90s"``, ``"5m"``, ``"2h"``, ``"1d"`` -> timedelta (a bare number is seconds)."""
+    """``90``, ``"90s"``, ``"5m"``, ``"2h"``, ``"1d"`` -> timedelta (a bare number is seconds).
+
+    ValueError (one line) for anything else, for negative, infinite or NaN durations and for
+    more than ``MAX_DURATION_DAYS`` days (``"99999999999d"``, ``1e300``, ``inf``).
+    """
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 90, '30s', '5m' or '2h'")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
-    match = _DURATION_RE.match(str(value))
-    if not match:
+        seconds = _seconds(value)
+    else:
+        match = _DURATION_RE.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration such as 90, '30s', '5m' or '2h'")
+        number, unit = match.groups()
+        seconds = _seconds(number) * _UNIT_SECONDS[unit.lower() if unit else None]
+    if math.isnan(seconds):
         raise ValueError(f"{value!r} is not a duration such as 90, '30s', '5m' or '2h'")
-    number, unit = match.groups()
-    return timedelta(seconds=float(number) * _UNIT_SECONDS[unit.lower() if unit else None])
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    if seconds > MAX_DURATION_DAYS * 86400:
+        raise ValueError(f"{value!r} is longer than {MAX_DURATION_DAYS} days, the longest duration allowed")
+    return timedelta(seconds=seconds)
+
+
+def _seconds(number: float | int | str) -> float:
+    try:
+        return float(number)
+    except OverflowError:  # an int too large for a float
+        return math.inf
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+# Database URLs notifier can use: SQLite through the standard library, PostgreSQL through psycopg 3.
+_DATABASE_URL_RE = re.compile(r"^(?:sqlite(?:\+pysqlite)?:///.+|(?:postgresql|postgres|postgresql\+psycopg)://.+)$")
+SUPPORTED_DATABASES = "sqlite:///PATH (a file) or postgresql://USER@HOST/DATABASE"
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a database notifier can use (None if it is); never repeats the URL,
+    which may hold a password."""
+    if _DATABASE_URL_RE.match(url):
+        return None
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if scheme and re.fullmatch(r"[\w+.-]{1,40}", scheme):
+        return f"{scheme}:// is not a supported database; use {SUPPORTED_DATABASES}"
+    return f"not a database URL; use {SUPPORTED_DATABASES}"
 
 
 class LocalText(BaseModel):
@@ -91,8 +127,9 @@ class NotifierSection(_Section):
     @field_validator("database")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
-            raise ValueError("must be a URL starting with sqlite:/// or postgresql://")
+        problem = database_url_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("public_base_url")
@@ -369,6 +406,9 @@ class Config(_Section):
     def database_url(self) -> str:
         """The database URL, with a relative SQLite path taken relative to the config file."""
         url = os.environ.get("NOTIFIER_DATABASE_URL") or self.notifier.database
+        problem = database_url_problem(url)
+        if problem:
+            raise ConfigError(f"NOTIFIER_DATABASE_URL: {problem}")
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
             return prefix + str((self.base_dir / url[len(prefix) :]).resolve())

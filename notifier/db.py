@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import DatabaseError as SqlDatabaseError
 from sqlmodel import Session, create_engine
 
 from notifier.errors import DatabaseError
@@ -32,7 +33,17 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for ``url``; DatabaseError (one line, without the URL: it may hold a password)
+    when SQLAlchemy cannot even parse it."""
     url = normalise_url(url)
+    try:
+        return _engine(url, echo)
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        kind = url.partition("://")[0]
+        raise DatabaseError(f"The database URL ({kind}://…) is not valid: {type(exc).__name__}") from None
+
+
+def _engine(url: str, echo: bool) -> Engine:
     if url.startswith("sqlite"):
         path = make_url(url).database
         if path and path != ":memory:":
@@ -88,10 +99,24 @@ def _translate_errors() -> Iterator[None]:
         yield
     except OperationalError as exc:
         raise DatabaseError(describe_operational_error(exc)) from exc
+    except SqlDatabaseError as exc:
+        if not _not_a_database(exc):
+            raise
+        raise DatabaseError(describe_operational_error(exc)) from exc
 
 
-def describe_operational_error(exc: OperationalError) -> str:
+def _not_a_database(exc: SqlDatabaseError) -> bool:
+    """SQLite's answer when the file is something else (a CSV written over it, say)."""
+    return "file is not a database" in str(exc.orig) or "database disk image is malformed" in str(exc.orig)
+
+
+def describe_operational_error(exc: SqlDatabaseError) -> str:
     detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    if "file is not a database" in detail or "database disk image is malformed" in detail:
+        return (
+            "The database file is not a SQLite database (or it is damaged): restore it from a backup, "
+            "or point [notifier].database at the right file."
+        )
     if "no such table" in detail or ("relation" in detail and "does not exist" in detail):
         return "The database is not initialised: run `notifier init` first."
     if "database or disk is full" in detail or "No space left" in detail:
@@ -128,20 +153,16 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Create or upgrade the schema to the newest migration; returns (before, after)."""
     from alembic import command
 
-    try:
+    with _translate_errors():
         before = current_revision(engine)
         command.upgrade(_alembic_config(engine), "head")
         return before, current_revision(engine) or ""
-    except OperationalError as exc:
-        raise DatabaseError(describe_operational_error(exc)) from exc
 
 
 def check_schema(engine: Engine) -> None:
     """Refuse to work on a database that `notifier init` has not brought up to date."""
-    try:
+    with _translate_errors():
         current = current_revision(engine)
-    except OperationalError as exc:
-        raise DatabaseError(describe_operational_error(exc)) from exc
     if current is None:
         raise DatabaseError("The database is not initialised: run `notifier init` first.")
     if current != head_revision():

@@ -17,7 +17,7 @@ from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from notifier import compensation, outbox
+from notifier import characters, compensation, outbox
 from notifier.config import SEVERITIES, Config
 from notifier.errors import IncidentNotFound, InvalidTransition, UsageError
 from notifier.models import AudienceMember, Incident, Subscriber, Update, UTCDateTime, utcnow
@@ -63,12 +63,14 @@ def get(session: Session, ref: str | int, *, for_update: bool = False) -> Incide
 
 
 def _check_text(value: str, what: str, *, required: bool = True, multiline: bool = False) -> str:
-    value = (value or "").strip()
+    """The text to store: refused with control or direction characters (C1, NEL, U+2028 and
+    U+202E included; a multi-line text may hold line breaks and tabs), zero-width ones stripped."""
+    value = characters.strip_invisible((value or "").strip())
     if required and not value:
         raise UsageError(f"{what} must not be empty")
-    bad = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]") if multiline else _CONTROL
-    if bad.search(value):
-        raise UsageError(f"{what} contains a control character (a line break or similar); remove it")
+    problem = characters.problem(value, multiline=multiline)
+    if problem:
+        raise UsageError(f"{what} {problem}; remove it")
     return value
 
 

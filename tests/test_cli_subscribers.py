@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,111 @@ def test_list_filters(cli, tmp_path):
 def test_every_command_has_help_with_an_example(cli, command):
     result = cli("subscribers", command, "--help")
     assert result.exit_code == 0 and "Example: notifier subscribers " + command in result.stdout
+
+
+# Bad input: one line, nothing lost ---------------------------------------------------------------
+
+
+def test_a_malformed_row_is_reported_by_line_and_the_rest_imported(cli, tmp_path):
+    path = csv_file(tmp_path, HEADER, GOOD[0], 'Q1,"bad"quote,q@example.org,,77,edo,ru', GOOD[1],
+                    'Q2,"unterminated,u@example.org,,77,edo,ru', GOOD[2], 'Q3,"two\nlines",t@example.org,,77,edo,ru')  # fmt: skip
+    result = cli("subscribers", "import", str(path))
+    assert result.exit_code == 1 and "Traceback" not in result.stdout + result.stderr
+    assert "3 new, 0 updated, 0 unchanged, 3 rejected" in result.stdout
+    assert "line 3: not valid CSV: text follows the closing quote" in result.stdout
+    assert 'line 5: not valid CSV: a quote (") opens a field that is never closed' in result.stdout
+    assert "lines 7–8: name contains a control character" in result.stdout
+    assert cli("subscribers", "count", "--json").json() == {"count": 3}
+
+
+def test_trailing_blank_lines_are_not_rejected_rows(cli, tmp_path):
+    result = cli("subscribers", "import", str(csv_file(tmp_path, HEADER, *GOOD, "", "", "")))
+    assert result.exit_code == 0 and "3 new, 0 updated, 0 unchanged, 0 rejected" in result.stdout
+
+
+@pytest.mark.parametrize("target", ["input", "database", "config", "wal"])
+def test_errors_path_that_would_destroy_data_is_refused(cli, tmp_path, config, target):
+    path = csv_file(tmp_path, HEADER, *GOOD)
+    database = Path(config.database_url.removeprefix("sqlite:///"))
+    if target in ("database", "wal") and not config.database_url.startswith("sqlite"):
+        pytest.skip("the database is not a file on PostgreSQL")
+    errors = {"input": path, "database": database, "config": config.path,
+              "wal": database.with_name(database.name + "-wal")}[target]  # fmt: skip
+    before = errors.read_bytes() if errors.exists() else None
+    result = cli("subscribers", "import", str(path), "--errors", str(errors), "--force")
+    assert (
+        result.exit_code == 2
+        and result.stderr.count("\n") == 1
+        and result.stderr.startswith("error: --errors")
+    )
+    after = errors.read_bytes() if errors.exists() else None
+    assert after == before or (target == "wal" and b"line,reason" not in after)
+    assert cli("subscribers", "count", "--json").json() == {"count": 0}  # still a working database
+
+
+def test_errors_file_replaces_only_an_earlier_errors_file_unless_forced(cli, tmp_path):
+    path = csv_file(tmp_path, HEADER, GOOD[0], "ACC-9,Bad,,,77,edo,ru")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n", encoding="utf-8")
+    refused = cli("subscribers", "import", str(path), "--errors", str(notes))
+    assert refused.exit_code == 2 and "--force" in refused.stderr and notes.read_text() == "my notes\n"
+    errors = tmp_path / "rejected.csv"
+    assert cli("subscribers", "import", str(path), "--errors", str(errors)).exit_code == 1
+    again = cli("subscribers", "import", str(path), "--errors", str(errors))  # an earlier errors file
+    assert again.exit_code == 1 and errors.read_text().count("\n") == 2
+    forced = cli("subscribers", "import", str(path), "--errors", str(notes), "--force")
+    assert forced.exit_code == 1 and notes.read_text().startswith(HEADER + ",line,reason")
+
+
+def test_the_errors_file_neutralises_formulas(cli, tmp_path):
+    path = csv_file(tmp_path, HEADER, '=HYPERLINK("http://evil.example"),"=cmd|\' /C calc\'!A0",,,77,edo,ru')
+    errors = tmp_path / "rejected.csv"
+    cli("subscribers", "import", str(path), "--errors", str(errors))
+    row = list(csv.reader(errors.open(encoding="utf-8", newline="")))[1]
+    assert row[:2] == ['\'=HYPERLINK("http://evil.example")', "'=cmd|' /C calc'!A0"]
+
+
+def test_one_email_under_two_account_numbers_is_warned_about(cli, tmp_path):
+    path = csv_file(tmp_path, HEADER, "ACC-1,Один,shared@example.org,,77,edo,ru", GOOD[1],
+                    "ACC-5,Два,SHARED@example.org,,77,edo,ru")  # fmt: skip
+    result = cli("subscribers", "import", str(path))
+    assert result.exit_code == 0
+    assert ("warning: e-mail shared@example.org is given to 2 account numbers: ACC-1 (line 2), "
+            "ACC-5 (line 4)") in result.stdout  # fmt: skip
+    data = cli("subscribers", "import", str(path), "--json").json()
+    assert data["shared_mailboxes"] == 1 and data["warnings"][0]["accounts"][0] == {
+        "external_id": "ACC-1",
+        "line": 2,
+    }
+
+
+def test_add_without_a_service(cli):
+    result = cli("subscribers", "add", "--name", "Без услуг", "--email", "n@example.org", "--region", "77")
+    assert result.exit_code == 0, result.stderr
+    assert "[]" in result.stdout and "unknown service" not in result.stderr
+
+
+@pytest.mark.parametrize(("option", "value"), [("--limit", "99999999999999999999"), ("--limit", "-1"),
+                                               ("--limit", "0"), ("--offset", "-5")])  # fmt: skip
+def test_list_bounds_are_one_line(cli, option, value):
+    result = cli("subscribers", "list", option, value)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: {option} must be between")
+
+
+def test_a_look_alike_e_mail_domain_is_listed_in_punycode(cli):
+    cli("subscribers", "add", "--name", "Apple", "--email", "billing@xn--80ak6aa92e.com", "--region", "77")
+    cli("subscribers", "add", "--name", "Почта", "--email", "info@почта.рф", "--region", "77")
+    listed = cli("subscribers", "list").stdout
+    assert "billing@xn--80ak6aa92e.com" in listed and "аррӏе" not in listed
+    assert "info@почта.рф" in listed
+
+
+def test_names_stored_before_the_rules_cannot_drive_the_terminal(cli, make_subscriber):
+    make_subscriber(name="Evil\x1b[2J\x9b31m\u202eeman", email="e@example.org")
+    listed = cli("subscribers", "list").stdout
+    assert "\x1b" not in listed and "\x9b" not in listed and "\u202e" not in listed
+    assert "Evil<U+001B>[2J<U+009B>31m<U+202E>eman" in listed
+    as_json = cli("subscribers", "list", "--json")
+    assert "\x9b" not in as_json.stdout and "\u202e" not in as_json.stdout
+    assert as_json.json()["subscribers"][0]["name"] == "Evil\x1b[2J\x9b31m\u202eeman"

@@ -103,3 +103,45 @@ def test_cli_reports_config_mistake_in_one_line_with_exit_2(tmp_path: Path) -> N
     assert result.stderr.startswith("error: ") and "[smtp].port" in result.stderr
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("value", ['"99999999999d"', "inf", "-inf", "nan", "1e300", "99999999999999999999",
+                                   '"1e300"', '"3651d"', "-5"])  # fmt: skip
+def test_absurd_durations_are_one_line_naming_the_key(tmp_path: Path, value: str) -> None:
+    message = _error(tmp_path, SHIPPED.replace('apology_delay = "0s"', f"apology_delay = {value}"))
+    assert message.startswith(f"{tmp_path / 'config.toml'}: [mailing].apology_delay: ")
+
+
+def test_long_but_sane_durations_are_accepted(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, SHIPPED.replace('apology_delay = "0s"', 'apology_delay = "3650d"')))
+    assert config.mailing.apology_delay.days == 3650
+
+
+def test_an_unsupported_database_url_says_which_are_supported(tmp_path: Path) -> None:
+    message = _error(tmp_path, SHIPPED.replace('"sqlite:///notifier.db"', '"mysql://root:hunter2@db/x"'))
+    assert "mysql:// is not a supported database; use sqlite:///PATH (a file) or postgresql://" in message
+    assert "hunter2" not in message
+
+
+def _cli(path: Path, *args: str, env: dict[str, str] | None = None) -> object:
+    from typer.testing import CliRunner
+
+    from notifier.cli import app
+
+    return CliRunner().invoke(app, ["--config", str(path), *args], env=env)
+
+
+@pytest.mark.parametrize("url", ["mysql://x", "postgresql+psycopg2://u@h/d", "sqlite://", "notifier.db"])
+def test_notifier_database_url_that_cannot_work_is_one_line(tmp_path: Path, url: str) -> None:
+    result = _cli(_write(tmp_path, SHIPPED), "incident", "list", env={"NOTIFIER_DATABASE_URL": url})
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert result.stderr.startswith("error: NOTIFIER_DATABASE_URL: ")
+    assert "sqlite:///PATH (a file) or postgresql://USER@HOST/DATABASE" in result.stderr
+
+
+def test_a_database_file_that_is_not_sqlite_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "notifier.db").write_text("external_id,name,line,reason\nA,B,2,bad\n", encoding="utf-8")
+    for command in (["incident", "list"], ["init"], ["subscribers", "count"]):
+        result = _cli(_write(tmp_path, SHIPPED), *command)
+        assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
+        assert "is not a SQLite database" in result.stderr and "Traceback" not in result.output

@@ -1,7 +1,10 @@
 """What every command group shares: the loaded state, JSON output, and argument parsing.
 
-Owns turning CLI options into library calls' arguments (times, durations) and printing
-results; the work itself is done by the domain modules.
+Owns turning CLI options into library calls' arguments (times, durations, bounded numbers:
+each mistake one ``UsageError`` line naming the option) and printing results: whatever is
+printed goes through ``notifier.characters.for_terminal``, so no stored name or title can
+send a terminal control sequence or reverse a line. The work itself is done by the domain
+modules.
 """
 
 from __future__ import annotations
@@ -17,12 +20,31 @@ import typer
 from rich.console import Console
 from sqlalchemy.engine import Engine
 
+from notifier.characters import for_terminal
 from notifier.config import Config, load_config, parse_duration
 from notifier.db import check_schema, make_engine
 from notifier.errors import UsageError
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# Earliest and latest times an option may name: an incident that started before 1970 is a
+# typo, and far-off years overflow when moved to UTC or to a region's time zone.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+MAX_ID = 2**31 - 1  # the largest id a row can have on PostgreSQL (SQLite's are 64-bit)
+# Control characters JSON leaves as they are (it escapes only C0): escaped for the terminal.
+_JSON_UNSAFE = str.maketrans({code: f"\\u{code:04x}" for code in
+                              [*range(0x7f, 0xa0), 0x2028, 0x2029, 0x61c, 0x200e, 0x200f,
+                               *range(0x202a, 0x202f), *range(0x2066, 0x206a)]})  # fmt: skip
+
+
+class TerminalConsole(Console):
+    """A rich Console whose printed strings cannot carry control or direction characters."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(for_terminal(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+console = TerminalConsole(highlight=False, soft_wrap=True)
+err_console = TerminalConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 @dataclass
@@ -55,7 +77,9 @@ def state(ctx: typer.Context) -> AppState:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, default=_json_default) + "\n")
+    """One JSON object on stdout; C1 and direction characters escaped (``\\u202e``), as JSON allows."""
+    text = json.dumps(data, ensure_ascii=False, default=_json_default)
+    sys.stdout.write(text.translate(_JSON_UNSAFE) + "\n")
 
 
 def _json_default(value: Any) -> Any:
@@ -72,18 +96,40 @@ def parse_time(value: str | None, option: str) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise UsageError(
             f"{option}: {value!r} is not an ISO 8601 time such as 2026-11-23T10:05+05:00"
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    if not EARLIEST <= parsed < LATEST:
+        raise UsageError(f"{option}: {value!r} is not between {EARLIEST.year} and {LATEST.year}")
+    return parsed
 
 
-def parse_interval(value: str, option: str) -> timedelta:
+def parse_interval(value: str, option: str, *, at_most: timedelta | None = None) -> timedelta:
+    """A duration from the command line (``2h``, ``30m``, ``1d``), no longer than ``at_most``."""
     try:
-        return parse_duration(value)
+        interval = parse_duration(value)
     except ValueError as exc:
         raise UsageError(f"{option}: {exc}") from None
+    if at_most is not None and interval > at_most:
+        raise UsageError(f"{option}: {value!r} is longer than {_as_duration(at_most)}")
+    return interval
+
+
+def _as_duration(interval: timedelta) -> str:
+    seconds = int(interval.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def bounded(value: int, option: str, low: int, high: int) -> int:
+    """``value`` if ``low <= value <= high``; else one UsageError line naming the option."""
+    if not low <= value <= high:
+        raise UsageError(f"{option} must be between {thousands(low)} and {thousands(high)}, not {value}")
+    return value
 
 
 def thousands(n: int) -> str:

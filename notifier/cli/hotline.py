@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import getpass
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import typer
 
 from notifier import hotline
+from notifier.characters import display_email
 from notifier.cli import app
-from notifier.cli.common import console, parse_interval, parse_time, print_json, state
+from notifier.cli.common import MAX_ID, console, parse_interval, parse_time, print_json, state
 from notifier.db import read_session, write_session
+from notifier.errors import CallbackNotFound
 from notifier.models import Subscriber, utcnow
 
 hotline_app = typer.Typer(
@@ -26,6 +28,7 @@ app.add_typer(hotline_app, name="hotline")
 app.add_typer(callbacks_app, name="callbacks")
 
 JSON = typer.Option(False, "--json", help="print one JSON object")
+CALLBACK_WITHIN = timedelta(days=14)  # as far ahead as a callback may be promised (the console's limit too)
 
 
 def _operator() -> str:
@@ -110,7 +113,7 @@ def lookup(
 
 def _print_caller(info: hotline.CallerInfo) -> None:
     s = info.subscriber
-    _say(f"{s.name or '(no name)'} — account {s.external_id or '—'}, {s.email or 'no e-mail'}, "
+    _say(f"{s.name or '(no name)'} — account {s.external_id or '—'}, {display_email(s.email) or 'no e-mail'}, "
          f"{s.phone or 'no phone'}, region {s.region}, {s.status}")  # fmt: skip
     if info.affected:
         _say(
@@ -160,7 +163,11 @@ def log(
 
     Example: notifier hotline log --subscriber ACC-000123 --note "Отчёт не уходит" --callback-in 2h
     """
-    interval = parse_interval(callback_in, "--callback-in") if callback_in is not None else None
+    interval = (
+        parse_interval(callback_in, "--callback-in", at_most=CALLBACK_WITHIN)
+        if callback_in is not None
+        else None
+    )
     at = parse_time(callback_at, "--callback-at")
     st = state(ctx)
     with write_session(st.engine()) as session:
@@ -179,7 +186,11 @@ def log(
         })  # fmt: skip
         return
     about = f" about INC-{call.incident_id}" if call.incident_id else ""
-    who = f" from {known.name} ({known.external_id or known.email or known.phone})" if known else ""
+    who = (
+        f" from {known.name} ({known.external_id or display_email(known.email) or known.phone})"
+        if known
+        else ""
+    )
     _say(f"Call #{call.id}{who} logged{about}.")
     if callback:
         _say(f"Callback #{callback.id} promised by {_utc(callback.due_at)}, owner {callback.owner}.")
@@ -210,7 +221,9 @@ def callbacks(
         return
     for e in entries:
         cb, sub = e.callback, e.subscriber
-        who = f"{sub.name} ({sub.external_id or sub.email or '—'})" if sub else "unknown caller"
+        who = (
+            f"{sub.name} ({sub.external_id or display_email(sub.email) or '—'})" if sub else "unknown caller"
+        )
         phone = e.call.caller_phone or (sub.phone if sub else "") or "no phone"
         if cb.done_at:
             mark = f"done {_utc(cb.done_at)}{f' by {cb.closed_by}' if cb.closed_by else ''}: {cb.outcome}"
@@ -234,6 +247,8 @@ def done(
 
     Example: notifier callbacks done 3 --outcome "Перезвонили, отчёт ушёл"
     """
+    if not 1 <= callback_id <= MAX_ID:
+        raise CallbackNotFound(callback_id)
     st = state(ctx)
     with write_session(st.engine()) as session:
         callback = hotline.close_callback(session, callback_id, outcome, by or "", now=utcnow())

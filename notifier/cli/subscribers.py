@@ -2,7 +2,9 @@
 
 Thin wrappers over ``notifier.subscribers``: parse options, call the library, print. An
 import that rejected rows still imports the valid ones, and then exits with 1 so that a
-script notices; a file that cannot be read or has a wrong header exits with 2.
+script notices; a file that cannot be read or has a wrong header exits with 2. ``--errors``
+never overwrites what it must not: the input, the database, the config, or (without
+``--force``) an existing file that is not an errors file of an earlier import.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from notifier import subscribers
+from notifier.characters import display_email
 from notifier.cli import app
-from notifier.cli.common import console, print_json, state, thousands
+from notifier.cli.common import bounded, console, print_json, state, thousands
+from notifier.config import Config
 from notifier.db import read_session, write_session
 from notifier.errors import UsageError
 from notifier.models import Subscriber
 from notifier.subscribers import ImportReport
+from notifier.subscribers.csv_files import is_errors_file
 
 subscribers_app = typer.Typer(
     help="Manage subscribers: import a CSV, add, list, count, find, unsubscribe.", no_args_is_help=True
@@ -29,6 +34,7 @@ app.add_typer(subscribers_app, name="subscribers")
 
 JSON = typer.Option(False, "--json", help="print one JSON object")
 SHOWN_REJECTIONS = subscribers.KEPT_REJECTIONS
+MAX_LISTED = 100_000
 
 
 def subscriber_dict(s: Subscriber) -> dict[str, Any]:
@@ -40,7 +46,7 @@ def subscriber_dict(s: Subscriber) -> dict[str, Any]:
 
 
 def _line(s: Subscriber) -> str:
-    contact = " ".join(part for part in (s.email, s.phone) if part)
+    contact = " ".join(part for part in (display_email(s.email), s.phone) if part)
     return (
         f"{s.external_id or '#' + str(s.id):<14} {s.status:<12} {s.region:>3}  {s.name}  {contact}  "
         f"[{', '.join(s.service_list)}] {s.locale}"
@@ -69,6 +75,9 @@ def import_(
     errors: Path | None = typer.Option(
         None, "--errors", help="write the rejected rows here (CSV: original columns + line,reason)"
     ),
+    force: bool = typer.Option(
+        False, "--force", help="let --errors replace an existing file that is not an earlier errors file"
+    ),
     batch_size: int = typer.Option(5000, "--batch-size", help="rows per transaction"),
     as_json: bool = JSON,
 ) -> None:
@@ -76,18 +85,17 @@ def import_(
 
     Rows are matched by external_id, else e-mail, else phone: re-importing updates, never
     duplicates, and never re-activates an unsubscribed subscriber. Valid rows are imported
-    even when others are rejected; the exit code is then 1.
+    even when others are rejected (broken CSV quoting included); the exit code is then 1.
+    One e-mail under two account numbers is imported and warned about, with both lines.
 
     Example: notifier subscribers import clients.csv --errors rejected.csv
     """
     st = state(ctx)
     engine, config = st.engine(), st.config
+    batch_size = bounded(batch_size, "--batch-size", 1, 1_000_000)
     errors_file = None
-    if errors is not None:
-        try:
-            errors_file = errors.open("w", encoding="utf-8", newline="")
-        except OSError as exc:
-            raise UsageError(f"--errors {errors}: cannot write it: {exc.strerror}") from None
+    if errors is not None and file.is_file():  # (a missing input is import_csv's one-line error)
+        errors_file = _open_errors_file(errors, file, config, force=force)
     try:
         if sys.stdout.isatty() and not as_json:
             report = _import_with_bar(engine, config, file, batch_size, errors_file)
@@ -103,13 +111,60 @@ def import_(
     else:
         console.print(_summary(report), markup=False)
         for rejection in report.rejections[:SHOWN_REJECTIONS]:
-            console.print(f"line {rejection.line}: {rejection.reason}", markup=False)
+            console.print(f"{rejection.where}: {rejection.reason}", markup=False)
         if report.rejected > SHOWN_REJECTIONS:
             more = report.rejected - SHOWN_REJECTIONS
             where = f"see {errors}" if errors else "use --errors FILE to get them all"
             console.print(f"… and {thousands(more)} more; {where}", markup=False)
+        for warning in report.warnings:
+            console.print(f"warning: {warning.message}", markup=False)
+        if report.shared_mailboxes > len(report.warnings):
+            console.print(f"… and {thousands(report.shared_mailboxes - len(report.warnings))} more "
+                          "e-mails given to several account numbers", markup=False)  # fmt: skip
     if report.rejected:
         raise typer.Exit(1)
+
+
+def _protected(config: Config) -> dict[Path, str]:
+    """Files an errors file must never replace, with what they are."""
+    files = {config.path: "the config file"}
+    url = config.database_url
+    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+        database = Path(url.removeprefix("sqlite:///"))
+        files[database] = "the database"
+        for suffix in ("-wal", "-shm", "-journal"):
+            files[database.with_name(database.name + suffix)] = "the database's journal"
+    return files
+
+
+def _open_errors_file(errors: Path, file: Path, config: Config, *, force: bool) -> Any:
+    """Open the --errors file for writing, after refusing every path it would destroy."""
+    where = f"--errors {errors}"
+    if errors.is_dir():
+        raise UsageError(f"{where}: is a directory; give a file name such as rejected.csv")
+    if errors.exists():
+        for path, what in [(file, "the file being imported"), *_protected(config).items()]:
+            if path.exists() and errors.samefile(path):
+                raise UsageError(f"{where}: that is {what}; writing the rejected rows there would destroy it")
+        if not force and errors.stat().st_size and not _earlier_errors_file(errors):
+            raise UsageError(
+                f"{where}: the file exists and is not an errors file of an earlier import; "
+                "pass --force to replace it, or choose another name"
+            )
+    elif any(errors.resolve() == path.resolve() for path in _protected(config)):
+        raise UsageError(f"{where}: that name belongs to the database; choose another")
+    try:
+        return errors.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot write it: {exc.strerror}") from None
+
+
+def _earlier_errors_file(path: Path) -> bool:
+    try:
+        with path.open(encoding="utf-8", errors="replace", newline="") as existing:
+            return is_errors_file(existing.readline(4096))
+    except OSError:
+        return False
 
 
 def _import_with_bar(engine: Any, config: Any, file: Path, batch_size: int, errors_file: Any) -> ImportReport:
@@ -166,7 +221,7 @@ def list_(
     region: str | None = typer.Option(None, "--region", help="only this region"),
     service: str | None = typer.Option(None, "--service", help="only subscribers of this service"),
     status: str | None = typer.Option(None, "--status", help="active | unsubscribed | bounced"),
-    limit: int = typer.Option(50, "--limit", help="at most this many"),
+    limit: int = typer.Option(50, "--limit", help="at most this many (1 to 100000)"),
     offset: int = typer.Option(0, "--offset", help="skip this many first"),
     as_json: bool = JSON,
 ) -> None:
@@ -174,6 +229,8 @@ def list_(
 
     Example: notifier subscribers list --region 66 --service tax-reporting --limit 20
     """
+    limit = bounded(limit, "--limit", 1, MAX_LISTED)
+    offset = bounded(offset, "--offset", 0, 2**62)
     st = state(ctx)
     with read_session(st.engine()) as session:
         found = subscribers.list_subscribers(
