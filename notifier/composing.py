@@ -123,12 +123,18 @@ def check_address(address: str) -> str:
     return local + "@" + domain
 
 
-def message_id(outbox_id: int, domain: str) -> str:
-    """The Message-ID of one outbox row: deterministic, so a retry carries the same id
-    and a receiver can recognise the duplicate."""
+def message_id(outbox_id: int, domain: str, instance: str = "0") -> str:
+    """The Message-ID of one outbox row, ``<notifier.ROW.INSTANCE@domain>``.
+
+    Stable for the row, so a retry carries the same id and a receiver can recognise the
+    duplicate; globally unique (RFC 5322 3.6.4) through ``instance``, the random id each
+    database is made with: a rebuilt database, or another one, never reuses an id.
+    """
     if not re.fullmatch(r"[A-Za-z0-9.-]+", domain):
         raise ValueError(f"{domain!r} is not a domain name for a Message-ID")
-    return f"<notifier.{int(outbox_id)}@{domain}>"
+    if not re.fullmatch(r"[A-Za-z0-9]+", instance):
+        raise ValueError(f"{instance!r} is not an instance id for a Message-ID")
+    return f"<notifier.{int(outbox_id)}.{instance}@{domain}>"
 
 
 def _machine_value(value: str, what: str, pattern: re.Pattern[str] = _MACHINE_VALUE) -> str:
@@ -156,8 +162,8 @@ class Composer:
         self.from_header = self._address_header("From", from_name or "", self.from_address)
         self._subjects: dict[str, str] = {}
 
-    def message_id(self, outbox_id: int) -> str:
-        return message_id(outbox_id, self.domain)
+    def message_id(self, outbox_id: int, instance: str = "0") -> str:
+        return message_id(outbox_id, self.domain, instance)
 
     @staticmethod
     def _address_header(header: str, name: str, address: str) -> str:

@@ -152,6 +152,10 @@ class SmtpSection(_Section):
     rate_limit: float = Field(0, ge=0, description="messages per second for this process, 0 = unlimited")
     timeout: Duration = timedelta(seconds=30)
     helo_name: str = ""
+    ca_file: str = ""  # a PEM bundle to trust (relative to the config file), e.g. a private CA
+    ca_system: bool = True  # also trust the system's CAs; false: only ca_file
+    tls_verify: bool = True  # false: accept any certificate (test relays only; says so loudly)
+    throttle_patience: Duration = timedelta(minutes=10)  # wait out a throttling relay this long
     dkim_domain: str = ""  # d= of the DKIM signature; empty: mail is not signed
     dkim_selector: str = ""  # s=: the key is published at <selector>._domainkey.<domain>
     dkim_key_file: str = ""  # PEM private key file (relative to this config file) ...
@@ -186,9 +190,30 @@ class MailingSection(_Section):
     retry_backoff: Duration = timedelta(seconds=30)
     retry_backoff_max: Duration = timedelta(hours=1)
     max_attempts: int = Field(8, ge=1)
-    lease: Duration = timedelta(minutes=5)
+    heartbeat: Duration = timedelta(seconds=5)  # how often a live sender says so
+    heartbeat_timeout: Duration = timedelta(seconds=30)  # silent this long: its messages are taken back
     batch_size: int = Field(500, ge=1, le=10_000)
     database_outage: Duration = timedelta(seconds=60)  # a sender waits this long for the database
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_lease(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "lease" in data:
+            raise ValueError(
+                "lease is gone: senders keep heartbeats now; set heartbeat_timeout (default 30s) instead"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _timeout_outlasts_beats(self) -> MailingSection:
+        if self.heartbeat.total_seconds() <= 0:
+            raise ValueError("heartbeat must be more than 0 s")
+        if self.heartbeat_timeout < 3 * self.heartbeat:
+            raise ValueError(
+                f"heartbeat_timeout must be at least 3 × heartbeat ({3 * self.heartbeat.total_seconds():g} s), "
+                "or a live sender's messages could be taken back"
+            )
+        return self
 
 
 class Region(_Section):
@@ -413,6 +438,11 @@ class Config(_Section):
         if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
             return prefix + str((self.base_dir / url[len(prefix) :]).resolve())
         return url
+
+    @property
+    def smtp_ca_file(self) -> Path | None:
+        """``[smtp].ca_file`` as a path (relative to the config file), or None."""
+        return (self.base_dir / self.smtp.ca_file).resolve() if self.smtp.ca_file else None
 
     @property
     def templates_dir(self) -> Path:

@@ -23,6 +23,7 @@ from notifier.errors import IncidentNotFound, InvalidTransition, UsageError
 from notifier.models import AudienceMember, Incident, Subscriber, Update, UTCDateTime, utcnow
 
 OPEN_STATUSES = ("investigating", "identified", "monitoring")
+PUBLIC_UPDATE_KINDS = ("declared", "update")  # timeline kinds that are public status updates
 # Any forward move, and back from monitoring to identified (the fix did not hold).
 _ALLOWED = {
     "investigating": {"investigating", "identified", "monitoring"},
@@ -128,14 +129,15 @@ def active_subscribers(session: Session) -> int:
     return session.exec(query).scalar_one()  # type: ignore[call-overload]
 
 
-def _latest_public_update(session: Session, incident_id: int) -> Update:
+def latest_public_update(session: Session, incident_id: int) -> Update | None:
+    """The newest public status update (declared or update) of an incident."""
     query = (
         select(Update)
-        .where(Update.incident_id == incident_id, Update.kind.in_(("declared", "update")))  # type: ignore[attr-defined]
+        .where(Update.incident_id == incident_id, Update.kind.in_(PUBLIC_UPDATE_KINDS))  # type: ignore[attr-defined]
         .order_by(Update.id.desc())  # type: ignore[union-attr]
         .limit(1)
     )
-    return session.exec(query).scalars().one()  # type: ignore[call-overload]
+    return session.exec(query).scalars().first()  # type: ignore[call-overload]
 
 
 def _record(session: Session, incident: Incident, kind: str, message: str, by: str, now: datetime) -> Update:
@@ -150,9 +152,7 @@ def _record(session: Session, incident: Incident, kind: str, message: str, by: s
 
 def _announce(session: Session, config: Config, incident: Incident, entry: Update, now: datetime) -> int:
     """Queue the hotline announcement of this step to every configured target."""
-    from notifier import hotline  # hotline reads incidents: imported here to keep the graph acyclic
-
-    return hotline.queue_announcements(session, config, incident, entry.id, now)  # type: ignore[arg-type]
+    return outbox.queue_announcements(session, config, incident, entry.id, now)  # type: ignore[arg-type]
 
 
 def declare(
@@ -246,7 +246,8 @@ def widen_scope(
     added = _snapshot(session, incident, regions, services, now)
     queued = {}
     if config.mailing.send_status_notices and added:
-        latest = _latest_public_update(session, incident.id)  # type: ignore[arg-type]
+        latest = latest_public_update(session, incident.id)  # type: ignore[arg-type]
+        assert latest is not None  # every incident is declared with one
         queued["status"] = outbox.queue_status_notices(session, incident, latest.id, now)  # type: ignore[arg-type]
     queued["hotline"] = _announce(session, config, incident, entry, now)
     return StepResult(incident, affected=audience_size(session, incident.id), added=added, queued=queued)  # type: ignore[arg-type]
@@ -282,7 +283,8 @@ def resolve(
     )
     _set_compensation(config, incident, compensation_text)
     entry = _record(session, incident, "resolved", "", by, now)
-    cancelled = outbox.cancel_unsent(session, incident.id, "status", "cancelled: the incident is resolved")  # type: ignore[arg-type]
+    cancelled = outbox.cancel_unsent(session, "cancelled: the incident is resolved", kind="status",
+                                     incident_id=incident.id)  # fmt: skip
     queued = _queue_apology_if_ready(session, config, incident, now)
     queued["hotline"] = _announce(session, config, incident, entry, now)
     return StepResult(

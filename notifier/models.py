@@ -10,7 +10,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, String, TypeDecorator, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -49,12 +59,8 @@ def _time(nullable: bool = False, index: bool = False) -> Any:
 # Vocabularies ---------------------------------------------------------------------------
 
 SUBSCRIBER_STATUSES = ("active", "unsubscribed", "bounced")
-INCIDENT_STATUSES = ("investigating", "identified", "monitoring", "resolved")
 MESSAGE_STATES = ("queued", "sending", "sent", "retry", "failed", "cancelled")
 UNSENT_STATES = ("queued", "retry")
-FINAL_STATES = ("sent", "failed", "cancelled")
-MESSAGE_KINDS = ("status", "apology", "hotline", "reminder", "escalation")
-CHANNELS = ("email", "webhook")
 
 
 class Subscriber(SQLModel, table=True):
@@ -155,11 +161,53 @@ class Message(SQLModel, table=True):
     dedupe_key: str
     attempts: int = 0
     not_before: datetime = _time()
-    lease_until: datetime | None = _time(nullable=True)
-    claimed_by: str | None = None
+    claimed_by: str | None = None  # the sender (see ``SenderRow``) holding it while ``sending``
     last_error: str | None = None
     created_at: datetime = _time()
     sent_at: datetime | None = _time(nullable=True)
+
+
+class SenderRow(SQLModel, table=True):
+    """A running sender and its heartbeat: the lease on every message it holds.
+
+    ``heartbeat_at`` is written with the database's clock, so machines whose clocks
+    disagree still agree on who is late. ``machine`` identifies a kernel and PID namespace:
+    a sender on the same machine is judged alive by its process, at once.
+    """
+
+    __tablename__ = "sender"
+
+    name: str = Field(sa_column=Column(String(200), primary_key=True))
+    host: str
+    machine: str
+    pid: int
+    process_start: int = Field(sa_column=Column(BigInteger(), nullable=False))
+    started_at: datetime = _time()
+    heartbeat_at: datetime = _time()
+
+
+class MailingPause(SQLModel, table=True):
+    """Messages of one kind, channel and language wait here while their template is broken."""
+
+    __tablename__ = "mailing_pause"
+    __table_args__ = (UniqueConstraint("kind", "channel", "locale", name="uq_mailing_pause_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    channel: str
+    locale: str
+    problem: str  # "file:line: message", as templates check prints it
+    templates_digest: str  # of the templates when it failed: a change lifts the pause
+    since: datetime = _time()
+
+
+class Meta(SQLModel, table=True):
+    """Facts about this database; ``instance`` makes its Message-IDs globally unique."""
+
+    __tablename__ = "notifier_meta"
+
+    key: str = Field(sa_column=Column(String(50), primary_key=True))
+    value: str
 
 
 class Call(SQLModel, table=True):
@@ -199,6 +247,9 @@ class User(SQLModel, table=True):
     token_hash: str = Field(index=True)
     created_at: datetime = _time()
     disabled: bool = False
+    # A console session carries the generation it was opened in; logging out or disabling the
+    # user moves it on, which ends every session opened before (a copied cookie included).
+    session_generation: int = 0
 
 
 SUPPRESSION_KINDS = ("hard_bounce", "soft_bounce", "complaint", "auto_reply", "suppressed", "unsuppressed")

@@ -15,12 +15,14 @@ The context templates see is documented in ``templates/README.md``. The internal
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import time
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +30,13 @@ from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
+from notifier import staff_notices
 from notifier.config import LOCALES, Config
 from notifier.errors import TemplateProblem, UsageError
-from notifier.models import Call, Callback, Incident, Subscriber, Update, utcnow
-from notifier.wording import (  # also this module's public API, as before the move
+from notifier.models import Call, Callback, Incident, MailingPause, Subscriber, Update, utcnow
+from notifier.samples import sample_incident, sample_subscriber, sample_update
+from notifier.wording import (
+    STATUS_LABELS,
     compensation_text,
     format_duration,
     moment,
@@ -43,23 +48,17 @@ from notifier.wording import (  # also this module's public API, as before the m
 
 # About an incident, for subscribers and the hotline; then the notices to our own staff.
 KINDS: tuple[str, ...] = ("status", "apology", "hotline")
-INTERNAL_KINDS: tuple[str, ...] = ("reminder", "escalation")  # context: ``staff_notices``
+INTERNAL_KINDS: tuple[str, ...] = ("reminder", "escalation", "paused")  # context: ``staff_notices``
 ALL_KINDS: tuple[str, ...] = KINDS + INTERNAL_KINDS
 _FOLDERS = {"status": "email/status", "apology": "email/apology", "hotline": "hotline",
-            "reminder": "internal/reminder", "escalation": "internal/escalation"}  # fmt: skip
+            "reminder": "internal/reminder", "escalation": "internal/escalation", "paused": "internal/paused"}  # fmt: skip
 _PARTS = {"status": ("subject.txt", "body.txt", "body.html"), "apology": ("subject.txt", "body.txt", "body.html"),
           "hotline": ("subject.txt", "body.txt"), "reminder": ("subject.txt", "body.txt"),
-          "escalation": ("subject.txt", "body.txt")}  # fmt: skip
+          "escalation": ("subject.txt", "body.txt"), "paused": ("subject.txt", "body.txt")}  # fmt: skip
 _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
 
 # Labels the context uses -----------------------------------------------------------------
 
-_STATUS_LABELS = {
-    "ru": {"investigating": "Выясняем причину", "identified": "Причина найдена, устраняем",
-           "monitoring": "Работа восстановлена, следим за стабильностью", "resolved": "Сбой устранён"},
-    "en": {"investigating": "Investigating", "identified": "Cause identified, fixing",
-           "monitoring": "Service restored, monitoring", "resolved": "Resolved"},
-}  # fmt: skip
 _SEVERITY_LABELS = {
     "ru": {"minor": "незначительный", "major": "серьёзный", "critical": "критический"},
     "en": {"minor": "minor", "major": "major", "critical": "critical"},
@@ -128,8 +127,40 @@ class Renderer:
         self._templates: dict[str, Template] = {}
         self._shared: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._readers: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.digest = self._digest()
+        self._looked = time.monotonic()
 
     # Loading ----------------------------------------------------------------------------
+
+    def _digest(self) -> str:
+        """A fingerprint of every template file (name, size, change time): it changes on any edit."""
+        entries = []
+        for path in sorted(self.directory.rglob("*")):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            if path.is_file():
+                entries.append(f"{path.relative_to(self.directory)}:{stat.st_size}:{stat.st_mtime_ns}")
+        return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:32]
+
+    def reload_if_changed(self, *, at_most_every: float = 1.0) -> bool:
+        """Recompile from the files if any changed since they were read (a long-running
+        ``serve`` picks up a fixed template without a restart); True when they had.
+
+        Looks at the files at most once per ``at_most_every`` seconds.
+        """
+        if time.monotonic() - self._looked < at_most_every:
+            return False
+        self._looked = time.monotonic()
+        digest = self._digest()
+        if digest == self.digest:
+            return False
+        self.digest = digest
+        self._templates.clear()
+        if self.env.cache is not None:
+            self.env.cache.clear()
+        return True
 
     def _display(self, name: str) -> str:
         path = self.directory / name
@@ -211,7 +242,7 @@ class Renderer:
         service_names = [
             cfg.services[c].name.get(locale) if c in cfg.services else c for c in incident.services
         ]
-        statuses = _STATUS_LABELS[locale]
+        statuses = STATUS_LABELS[locale]
         update_status = update.status if update else incident.status
         return {
             "locale": locale,
@@ -268,16 +299,19 @@ class Renderer:
     def context(
         self, kind: str, *, incident: Incident | None, locale: str, region: str | None = None,
         subscriber: Subscriber | None = None, update: Update | None = None, unsubscribe_url: str = "",
-        now: datetime | None = None, callback: Callback | None = None, call: Call | None = None,
-        level: int | None = None,
+        now: datetime | None = None, **staff: Any,
     ) -> dict[str, Any]:  # fmt: skip
-        """The variables a template of ``kind`` sees (documented in templates/README.md)."""
+        """The variables a template of ``kind`` sees (documented in templates/README.md).
+
+        ``staff`` are the internal kinds' own facts: ``callback``, ``call`` and ``level`` for an
+        escalation, ``pause`` and ``waiting`` for a paused-mailing note.
+        """
         if kind not in ALL_KINDS:
             raise UsageError(f"unknown kind {kind!r} (one of {', '.join(ALL_KINDS)})")
         if locale not in LOCALES:
             locale = self.config.notifier.default_locale
         if kind in INTERNAL_KINDS:
-            return self._staff_context(kind, incident, locale, subscriber, update, now, callback, call, level)
+            return self._staff_context(kind, incident, locale, subscriber, update, now, **staff)
         if incident is None:
             raise UsageError(f"a {kind} message is about an incident; none was given")
         if kind == "apology" and incident.resolved_at is None:
@@ -289,16 +323,18 @@ class Renderer:
 
     def _staff_context(
         self, kind: str, incident: Incident | None, locale: str, subscriber: Subscriber | None,
-        update: Update | None, now: datetime | None, callback: Callback | None, call: Call | None,
-        level: int | None,
+        update: Update | None, now: datetime | None, *, callback: Callback | None = None,
+        call: Call | None = None, level: int | None = None, pause: MailingPause | None = None, waiting: int = 0,
     ) -> dict[str, Any]:  # fmt: skip
-        from notifier import staff_notices
-
         if kind == "reminder":
             if incident is None:
                 raise UsageError("a reminder is about an incident; none was given")
             return staff_notices.reminder_context(self.config, incident=incident, update=update, locale=locale,
                                                   now=now)  # fmt: skip
+        if kind == "paused":
+            if pause is None:
+                raise UsageError("a paused-mailing note needs the pause it is about")
+            return staff_notices.paused_context(self.config, pause=pause, waiting=waiting, locale=locale)
         if callback is None or call is None:
             raise UsageError("an escalation needs the callback and the call it was promised on")
         return staff_notices.escalation_context(
@@ -309,17 +345,16 @@ class Renderer:
     def render(
         self, kind: str, *, incident: Incident | None, locale: str, region: str | None = None,
         subscriber: Subscriber | None = None, update: Update | None = None, unsubscribe_url: str = "",
-        now: datetime | None = None, callback: Callback | None = None, call: Call | None = None,
-        level: int | None = None,
+        now: datetime | None = None, **staff: Any,
     ) -> Rendered:  # fmt: skip
         """Subject, text and HTML (None for hotline and the internal kinds); TemplateProblem names file:line.
 
-        ``callback``, ``call`` and ``level`` (default: the callback's escalations so far) are for
-        ``escalation``, whose ``subscriber`` is the one promised the callback (None if unknown).
+        ``staff`` as for :meth:`context`: ``callback``, ``call`` and ``level`` (default: the
+        callback's escalations so far) for an ``escalation``, whose ``subscriber`` is the one
+        promised the callback (None if unknown); ``pause`` and ``waiting`` for ``paused``.
         """
         ctx = self.context(kind, incident=incident, locale=locale, region=region, subscriber=subscriber,
-                           update=update, unsubscribe_url=unsubscribe_url, now=now, callback=callback,
-                           call=call, level=level)  # fmt: skip
+                           update=update, unsubscribe_url=unsubscribe_url, now=now, **staff)  # fmt: skip
         folder = f"{_FOLDERS[kind]}/{ctx['locale']}/"
         try:
             subject = " ".join(_HEADER_BREAKERS.sub(" ", self._run(folder + "subject.txt", ctx)).split())
@@ -367,8 +402,6 @@ class Renderer:
     def _samples(self, kind: str, locale: str) -> Iterable[dict[str, Any]]:
         """Contexts covering the branches templates take: with and without each optional part."""
         if kind in INTERNAL_KINDS:
-            from notifier import staff_notices
-
             yield from staff_notices.samples(self.config, kind, locale)
             return
         resolved = sample_incident(self.config)
@@ -393,54 +426,3 @@ def _tidy(text: str) -> str:
     """No trailing spaces, at most one blank line in a row (left by optional blocks)."""
     lines = [line.rstrip() for line in text.strip().splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
-
-
-# Sample data ----------------------------------------------------------------------------
-
-
-def sample_incident(config: Config, *, resolved: bool = True, **fields: Any) -> Incident:
-    """A realistic incident in the config's own regions and services, for check and preview."""
-    regions = [code for code in config.regions if config.regions[code].timezone == "Asia/Yekaterinburg"][:2]
-    regions = regions or list(config.regions)[:2]
-    started = datetime(2026, 11, 23, 5, 5, tzinfo=UTC)
-    values: dict[str, Any] = {
-        "id": 42, "title": "Не отправляются отчёты в ФНС", "severity": "major",
-        "status": "resolved" if resolved else "identified", "regions": regions,
-        "services": list(config.services)[:1], "started_at": started,
-        "declared_at": started + timedelta(minutes=12), "updated_at": started + timedelta(hours=5, minutes=8),
-        "resolved_at": started + timedelta(hours=5, minutes=7) if resolved else None,
-        "cause": ("Отказал основной сервер базы данных, а автоматическое переключение на резервный "
-                  "не сработало из-за ошибки в его настройке."),
-        "measures": ("Мы вручную переключили работу на резервный сервер и проверили, что все отчёты, "
-                     "отправленные во время сбоя, дошли до адресатов.\nОшибку в настройке исправили, "
-                     "а переключение теперь проверяем учениями каждый месяц."),
-        "compensation_days": 14 if resolved else None,
-    }  # fmt: skip
-    values.update(fields)
-    return Incident(**values)
-
-
-def sample_update(incident: Incident) -> Update:
-    return Update(
-        id=7, incident_id=incident.id or 0, kind="update", status=incident.status,
-        message="Причина найдена: отказал сервер базы данных. Переключаем работу на резервный, "
-        "ориентировочно до 16:00 по времени Екатеринбурга.",
-        created_at=incident.started_at + timedelta(hours=2, minutes=30),
-    )  # fmt: skip
-
-
-def sample_subscriber(
-    config: Config, *, region: str | None = None, locale: str = "ru", **fields: Any
-) -> Subscriber:
-    """A subscriber in ``region`` (default: the sample incident's first region)."""
-    region = region or sample_incident(config).regions[0]
-    values: dict[str, Any] = {
-        "id": 1, "external_id": "ACC-000123", "name": "Ирина Петрова" if locale == "ru" else "Irina Petrova",
-        "email": "irina.petrova@example.org", "phone": "+79120000123", "region": region, "locale": locale,
-        "services": ";" + ";".join(list(config.services)[:1]) + ";",
-    }  # fmt: skip
-    services = fields.pop("services", None)
-    if services is not None:
-        values["services"] = ";" + ";".join(services) + ";" if services else ""
-    values.update(fields)
-    return Subscriber(**values)

@@ -1,10 +1,12 @@
 """The daemon behind `notifier serve`: an APScheduler AsyncIOScheduler that only ticks.
 
-Owns which periodic job calls what (deliver due messages; housekeeping: reclaim expired
-leases, stale-incident reminders, callback escalations), the single-daemon guard on
-SQLite, and a graceful stop. All business state is in the database: a tick looks at
-what is due *now*, so a restart loses nothing and whatever came due while the daemon was
-down goes out on the first tick. This is the only module that imports apscheduler.
+Owns which periodic job calls what (deliver due messages; housekeeping: take back the
+messages of senders that stopped, stale-incident reminders, callback escalations), the
+daemon's sender heartbeat, the single-daemon guard on SQLite, and a graceful stop. All
+business state is in the database: a tick looks at what is due *now*, so a restart loses
+nothing and whatever came due while the daemon was down goes out on the first tick. A
+delivery pass runs in a task of its own: a tick while one runs does nothing (no overlap,
+no "skipped" warnings). This is the only module that imports apscheduler.
 """
 
 from __future__ import annotations
@@ -20,15 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import text, update
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from notifier import hotline
 from notifier.config import Config
 from notifier.db import is_sqlite, write_session
-from notifier.delivery.sender import Sender, SendReport, close_transports, open_transports
+from notifier.delivery.sender import KINDS, Heartbeat, Sender, SendReport, close_messengers, open_messengers
 from notifier.errors import DeliveryError, NotifierError
-from notifier.models import Message, utcnow
+from notifier.models import utcnow
+from notifier.outbox import claims
 from notifier.rendering import Renderer
 
 log = logging.getLogger("notifier.serve")
@@ -72,18 +75,6 @@ class SingleDaemonLock:
             self._handle = None
 
 
-def reclaim_expired_leases(engine: Engine, now: datetime) -> int:
-    """Messages claimed by a sender that died: back to 'retry' so any sender takes them."""
-    with write_session(engine) as session:
-        result = session.exec(  # type: ignore[call-overload]
-            update(Message)
-            .where(Message.state == "sending", Message.lease_until < now)  # type: ignore[operator]
-            .values(state="retry", lease_until=None, last_error="lease expired: its sender stopped")
-            .execution_options(preserve_rowcount=True)
-        )
-        return result.rowcount
-
-
 class Daemon:
     """Ticks deliveries and housekeeping until stopped; see the module docstring."""
 
@@ -92,57 +83,54 @@ class Daemon:
         engine: Engine,
         config: Config,
         *,
-        transports: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        messengers: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         web: Callable[[asyncio.Event], Awaitable[None]] | None = None,
     ) -> None:
         self.engine, self.config = engine, config
         self.stop = asyncio.Event()
         self.renderer = Renderer(config)
-        self._make_transports = transports or self._default_transports
-        self._transports: dict[str, Any] | None = None
+        self._make_messengers = messengers or (lambda: open_messengers(config))
+        self._messengers: dict[str, Any] | None = None
         self._web = web
         self._delivering: asyncio.Task[Any] | None = None
+        self.heartbeat = Heartbeat(engine, config)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
 
-    async def _default_transports(self) -> dict[str, Any]:
-        return await open_transports(self.config)
-
-    async def _close_transports(self) -> None:
-        transports, self._transports = self._transports, None
-        await close_transports(transports or {})
+    async def _close_messengers(self) -> None:
+        messengers, self._messengers = self._messengers, None
+        await close_messengers(messengers or {})
 
     # -- jobs --------------------------------------------------------------------------
 
-    async def deliver(self) -> SendReport | None:
-        """One pass: send everything due now, then return (the next tick looks again).
-
-        The pass runs in its own task, shielded: stopping the scheduler must not cancel
-        sends in flight; ``run`` waits for it within the shutdown grace instead.
-        """
-        if self.stop.is_set():
-            return None
+    async def deliver(self) -> None:
+        """Start a pass unless one is running: it sends everything due now, then ends (the
+        next tick looks again). The tick itself returns at once, so a long mailing never
+        overlaps itself or makes the scheduler skip; stopping waits for the pass instead."""
+        if self.stop.is_set() or (self._delivering is not None and not self._delivering.done()):
+            return
         self._delivering = asyncio.create_task(self._deliver_pass())
-        return await asyncio.shield(self._delivering)
 
     async def _deliver_pass(self) -> SendReport | None:
-        if self._transports is None:
-            self._transports = await self._make_transports()
-        sender = Sender(
-            self.engine, self.config, self._transports["email"], renderer=self.renderer,
-            webhook_transport=self._transports.get("webhook"),
-        )  # fmt: skip
+        if self.heartbeat.lost:
+            log.error("%s; registering anew", self.heartbeat.lost)
+            self.heartbeat = Heartbeat(self.engine, self.config)
+            await asyncio.to_thread(self.heartbeat.register)
         try:
+            if self._messengers is None:
+                self._messengers = await self._make_messengers()
+            sender = Sender(self.engine, self.config, self._messengers, renderer=self.renderer,
+                            heartbeat=self.heartbeat)  # fmt: skip
             report = await sender.run(stop=self.stop, until_empty=True)
         except DeliveryError as exc:
             log.error("delivery stopped: %s (will try again on the next tick)", exc)
-            await self._close_transports()
+            await self._close_messengers()
             return None
         for line in report.summary_lines():
             log.info(line)
         return report
 
     def housekeeping(self) -> dict[str, int]:
-        """Reclaim expired leases, remind about silent incidents, escalate overdue callbacks.
+        """Take back stopped senders' messages, remind about silent incidents, escalate overdue callbacks.
 
         On PostgreSQL several daemons may run: an advisory lock makes one of them do it.
         """
@@ -157,9 +145,12 @@ class Daemon:
                     return done
             done["reminders"] = hotline.queue_stale_reminders(session, self.config, now)
             done["escalations"] = hotline.queue_escalations(session, self.config, now)
-        done["reclaimed"] = reclaim_expired_leases(self.engine, now)
+        taken = claims.take_back_now(self.engine, self.config.mailing.heartbeat_timeout)
+        done["taken back"] = taken.total
+        if taken.total:
+            log.info("housekeeping: %s", taken.describe())
         for what, n in done.items():
-            if n:
+            if n and what != "taken back":
                 log.info("housekeeping: %d %s", n, what)
         return done
 
@@ -189,11 +180,15 @@ class Daemon:
             id="housekeeping",
             **common,
         )
+        await asyncio.to_thread(self.heartbeat.register)
+        beating = asyncio.create_task(self._keep_beating())
+        for issue in await asyncio.to_thread(self.renderer.check, KINDS):
+            log.error("template problem: %s (its messages will wait until it is fixed)", issue)
         self.scheduler.start()
         log.info(
-            "notifier serve started: pid %d, database %s, SMTP %s:%d, tick %ss",
-            os.getpid(), self.config.database_url.split("@")[-1], self.config.smtp.host, self.config.smtp.port,
-            serve.tick.total_seconds(),
+            "notifier serve started: pid %d, sender %s, database %s, SMTP %s:%d, tick %ss",
+            os.getpid(), self.heartbeat.presence.name, self.config.database_url.split("@")[-1],
+            self.config.smtp.host, self.config.smtp.port, serve.tick.total_seconds(),
         )  # fmt: skip
         web_task = asyncio.create_task(self._web(self.stop)) if self._web else None
         try:
@@ -206,8 +201,18 @@ class Daemon:
                     await asyncio.wait_for(web_task, timeout=5)
                 except (TimeoutError, asyncio.CancelledError):
                     web_task.cancel()
-            await self._close_transports()
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
+            await asyncio.to_thread(self.heartbeat.leave)
+            await self._close_messengers()
             log.info("notifier serve stopped")
+
+    async def _keep_beating(self) -> None:
+        """The daemon's heartbeat, for its whole life (each pass shares it)."""
+        while not self.stop.is_set():
+            await self.heartbeat.run(self.stop)
+            if self.heartbeat.lost and not self.stop.is_set():
+                await asyncio.sleep(self.heartbeat.interval)  # the next pass registers anew
 
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("%s received: no new claims; finishing the messages in flight", sig.name)
@@ -220,8 +225,9 @@ class Daemon:
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=grace)
         except TimeoutError:
-            log.warning("in-flight sends did not finish within %.0f s; their leases will expire", grace)
+            log.warning("in-flight sends did not finish within %.0f s; they will be taken back", grace)
             task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 def run_daemon(

@@ -90,7 +90,8 @@ class SmtpServerThread:
         self._protocols.append(protocol)
         return protocol
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def start(self, host: str = "127.0.0.1", port: int = 0, *, ssl: Any = None) -> None:
+        """Listen on ``host:port`` (0: any free port); ``ssl`` (an SSLContext) for implicit TLS."""
         if self._thread is not None:
             raise RuntimeError("the server is already running")
         loop = asyncio.new_event_loop()
@@ -100,7 +101,7 @@ class SmtpServerThread:
         def run() -> None:
             asyncio.set_event_loop(loop)
             try:
-                server = loop.run_until_complete(loop.create_server(self._make, host, port))
+                server = loop.run_until_complete(loop.create_server(self._make, host, port, ssl=ssl))
             except BaseException as exc:  # e.g. the port is taken: report it to start()
                 failure.append(exc)
                 ready.set()

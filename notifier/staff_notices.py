@@ -1,4 +1,5 @@
-"""What the internal notices tell staff: the stale-incident reminder and the callback escalation.
+"""What the internal notices tell staff: the stale-incident reminder, the callback escalation, and
+the note that a mailing is paused because its template failed.
 
 Owns the template context of the two kinds that go to our own people, not to subscribers
 (``templates/internal/…``): who is waiting, since when, who owns it, and the exact command
@@ -9,22 +10,16 @@ the region of the person concerned. It neither queues (``hotline``) nor sends an
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import phonenumbers
 
 from notifier.config import Config
-from notifier.models import Call, Callback, Incident, Subscriber, Update, utcnow
-from notifier.rendering import format_duration, moment, zone_label
-
-_STATUS = {
-    "ru": {"investigating": "выясняем причину", "identified": "причина найдена, устраняем",
-           "monitoring": "работа восстановлена, следим", "resolved": "сбой устранён"},
-    "en": {"investigating": "investigating", "identified": "cause identified, fixing",
-           "monitoring": "service restored, monitoring", "resolved": "resolved"},
-}  # fmt: skip
+from notifier.models import Call, Callback, Incident, MailingPause, Subscriber, Update, utcnow
+from notifier.samples import sample_incident, sample_subscriber, sample_update
+from notifier.wording import format_duration, moment, status_label, zone_label
 
 
 def display_phone(phone: str | None) -> str:
@@ -53,7 +48,7 @@ def _incident(config: Config, incident: Incident, locale: str) -> dict[str, Any]
         "ref": incident.ref,
         "title": incident.title,
         "status": incident.status,
-        "status_label": _STATUS[locale].get(incident.status, incident.status),
+        "status_label": status_label(incident.status, locale, sentence=False),
         "severity": incident.severity,
         "regions_text": ", ".join(names),
     }
@@ -129,10 +124,41 @@ def escalation_context(
     }
 
 
+_KIND_LABELS = {
+    "ru": {"status": "уведомление о статусе", "apology": "письмо с извинением", "hotline": "объявление горячей линии",
+           "reminder": "напоминание дежурному", "escalation": "эскалация обратного звонка",
+           "paused": "заметка о приостановке"},
+    "en": {"status": "status notice", "apology": "apology", "hotline": "hotline announcement",
+           "reminder": "on-call reminder", "escalation": "callback escalation", "paused": "pause note"},
+}  # fmt: skip
+
+
+def paused_context(config: Config, *, pause: MailingPause, waiting: int, locale: str) -> dict[str, Any]:
+    """A mailing that waits for a template fix: which template, why, since when, how many wait."""
+    utc = ZoneInfo("UTC")
+    return {
+        **_common(config, locale),
+        "pause": {
+            "template": pause.problem.split(": ", 1)[0],
+            "problem": pause.problem,
+            "kind": pause.kind,
+            "kind_label": _KIND_LABELS[locale].get(pause.kind, pause.kind),
+            "channel": pause.channel,
+            "locale": pause.locale,
+            "since": moment(pause.since, utc, "UTC", locale),
+        },
+        "waiting": waiting,
+        "command": "notifier templates check",
+    }
+
+
 def samples(config: Config, kind: str, locale: str) -> list[dict[str, Any]]:
     """Contexts for ``templates check``: every optional part present and absent."""
-    from notifier.rendering import sample_incident, sample_subscriber, sample_update
-
+    if kind == "paused":
+        pause = MailingPause(id=3, kind="status", channel="email", locale="ru", templates_digest="0",
+                             problem="templates/email/status/ru/body.txt:3: 'dict object' has no attribute 'titel'",
+                             since=datetime(2026, 11, 23, 7, 40, tzinfo=UTC))  # fmt: skip
+        return [paused_context(config, pause=pause, waiting=1234, locale=locale)]
     open_ = sample_incident(config, resolved=False)
     now = open_.started_at + timedelta(hours=3, minutes=15)
     if kind == "reminder":

@@ -35,6 +35,21 @@ _ZONE_CITIES = {
 }  # fmt: skip
 
 
+# The one table of what an incident's status is called, for people.
+STATUS_LABELS = {
+    "ru": {"investigating": "Выясняем причину", "identified": "Причина найдена, устраняем",
+           "monitoring": "Работа восстановлена, следим за стабильностью", "resolved": "Сбой устранён"},
+    "en": {"investigating": "Investigating", "identified": "Cause identified, fixing",
+           "monitoring": "Service restored, monitoring", "resolved": "Resolved"},
+}  # fmt: skip
+
+
+def status_label(status: str, locale: str, *, sentence: bool = True) -> str:
+    """``Выясняем причину``; with ``sentence=False`` lower-cased for use inside a sentence."""
+    label = STATUS_LABELS.get(locale, STATUS_LABELS["en"]).get(status, status)
+    return label if sentence else label[:1].lower() + label[1:]
+
+
 def ru_plural(n: int, one: str, few: str, many: str) -> str:
     """The Russian form for ``n``: 1 день, 3 дня, 14 дней, 21 день, 111 дней."""
     n = abs(n)

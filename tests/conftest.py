@@ -249,3 +249,64 @@ def cli(config_path: Path) -> Callable[..., CliResult]:
         return CliResult(result.exit_code, result.stdout, result.stderr)
 
     return run
+
+
+# Mail: a real SMTP server, a config pointing at it, an incident to mail about -------------
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[Any]:
+    """A real aiosmtpd server on 127.0.0.1 that records what it accepts and can be scripted
+    to fail (see tests/smtp_server.py)."""
+    from tests.smtp_server import ScriptedSmtpServer
+
+    with ScriptedSmtpServer() as server:
+        yield server
+
+
+def mail_config(directory: Path, database_url: str, smtp_port: int, **sections: dict[str, Any]) -> Config:
+    """The shipped config sending to ``smtp_port``: 4 connections, no retry back-off, no hotline
+    targets unless given; ``sections`` override any key (``mailing={"batch_size": 20}``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    smtp = {"port": smtp_port, "connections": 4, "timeout": "5s", **sections.pop("smtp", {})}
+    mailing = {"retry_backoff": "0s", "retry_backoff_max": "0s", **sections.pop("mailing", {})}
+    sections.setdefault("hotline", {"targets": []})
+    return load_config(write_config(directory, database_url, smtp=smtp, mailing=mailing, **sections))
+
+
+def declare_and_resolve(engine: Any, config: Config, regions: list[str], **declare: Any) -> int:
+    """An incident over ``regions``, declared and resolved with a cause and measures; its id."""
+    from notifier import incidents
+
+    with write_session(engine) as session:
+        ref = incidents.declare(session, config, title="Сбой отчётности", regions=regions, **declare).incident.id
+    with write_session(engine) as session:
+        incidents.resolve(session, config, ref, cause="Отказ сервера БД", measures="Резервный кластер")
+    return ref  # type: ignore[return-value]
+
+
+def recipients(server: Any) -> Any:
+    """``Counter`` of envelope recipients the server accepted mail for."""
+    from collections import Counter
+
+    return Counter(rcpt for _, rcpts, _ in server.received for rcpt in rcpts)
+
+
+def message_ids(server: Any) -> Any:
+    """``Counter`` of the Message-IDs the server received: a duplicate is a count above 1."""
+    from collections import Counter
+
+    from notifier.sink import header_value
+
+    return Counter(header_value(raw, "Message-ID") for _, _, raw in server.received)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.01) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()

@@ -23,9 +23,7 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,11 +36,14 @@ from sqlmodel import select
 
 from notifier import incidents
 from notifier.composing import message_id
-from notifier.config import Config, load_config
+from notifier.config import Config
 from notifier.db import make_engine, read_session, upgrade, write_session
 from notifier.models import AudienceMember, Message, Subscriber, utcnow
+from notifier.outbox.loading import instance_id
 from notifier.sink import header_value
-from tests.conftest import PG_BIN, _as_postgres, free_port, write_config
+from tests import processes
+from tests.conftest import PG_BIN, _as_postgres, free_port, mail_config
+from tests.conftest import wait_until as conftest_wait_until
 
 FINAL = {"sent", "failed", "cancelled"}
 REGION = "66"
@@ -81,15 +82,12 @@ class Mailing:
 
 
 def mailing_config(directory: Path, database_url: str, smtp_port: int, **sections: Any) -> Config:
-    """The shipped config with this scenario's SMTP port, no hotline targets, no status notices."""
-    directory.mkdir(parents=True, exist_ok=True)
-    smtp = {"port": smtp_port, "connections": 4, "timeout": "5s", **sections.pop("smtp", {})}
-    mailing = {
-        "send_status_notices": False, "retry_backoff": "0s", "retry_backoff_max": "0s", "lease": "1s",
-        "batch_size": 20, **sections.pop("mailing", {}),
-    }  # fmt: skip
-    sections.setdefault("hotline", {"targets": []})
-    return load_config(write_config(directory, database_url, smtp=smtp, mailing=mailing, **sections))
+    """The shipped config with this scenario's SMTP port, no hotline targets, no status notices,
+    small batches and a short heartbeat (a killed sender's messages come back within 2 s even
+    if it were on another machine)."""
+    mailing = {"send_status_notices": False, "batch_size": 20, "heartbeat": "0.5s", "heartbeat_timeout": "2s",
+               **sections.pop("mailing", {})}  # fmt: skip
+    return mail_config(directory, database_url, smtp_port, mailing=mailing, **sections)
 
 
 def prepare_mailing(
@@ -184,13 +182,14 @@ def check_invariant(
         assert set(states) <= FINAL, f"not every apology reached a final state: {states}"
 
     domain = mailing.config.smtp.from_address.rpartition("@")[2]
+    instance = instance_id(mailing.engine)
     copies: Counter[str] = Counter()
     for _, rcpts, raw in received:
         assert len(rcpts) == 1, f"one recipient per transaction, got {rcpts}"
         (rcpt,) = rcpts
         assert rcpt not in mailing.suppressed, f"a suppressed address received mail: {rcpt}"
         assert rcpt in by_address, f"{rcpt} is not in the audience"
-        assert header_value(raw, "Message-ID") == message_id(by_address[rcpt].id, domain), (  # type: ignore[arg-type]
+        assert header_value(raw, "Message-ID") == message_id(by_address[rcpt].id, domain, instance), (  # type: ignore[arg-type]
             f"{rcpt} got a message that is not its outbox row's (another Message-ID)"
         )
         copies[rcpt] += 1
@@ -209,34 +208,17 @@ def check_invariant(
 # -- processes ------------------------------------------------------------------------------
 
 
-def notifier_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "notifier", *args]
-
-
 def start_send(mailing: Mailing, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """`notifier send --json` in the background, stderr to ``log``."""
-    return subprocess.Popen(
-        notifier_command("send", "--json"), env=env or mailing.env, stdout=subprocess.PIPE,
-        stderr=log.open("ab"),
-    )  # fmt: skip
+    return processes.start_send(env or mailing.env, log)
 
 
-def run_send(
-    mailing: Mailing, timeout: float = 60, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        notifier_command("send", "--json"), env=env or mailing.env, capture_output=True, text=True,
-        timeout=timeout,
-    )  # fmt: skip
+def run_send(mailing: Mailing, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return processes.run_send(env or mailing.env, timeout)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.005) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
+    return conftest_wait_until(predicate, timeout, step)
 
 
 def one_line_error(stderr: str) -> None:

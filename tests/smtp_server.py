@@ -5,13 +5,17 @@
     server.on("DATA", "*", "451 4.3.0 Try later", times=1)
     server.on("DATA", "slow@example.org", delay=2.0)
     server.on("DATA", "drop@example.org", drop=True)     # take the message, then hang up
+    server.on("CONNECT", "*", "421 4.7.0 Too many connections", times=2)   # refuse at the greeting
     ...
+
+With ``tls`` (a :class:`TlsFiles` from :func:`self_signed`), the server offers STARTTLS with
+that certificate, or speaks TLS from the first byte with ``implicit_tls=True``.
     server.received      # [(mail_from, rcpt_tos, data), …] of accepted (or dropped-after) messages
     server.connections   # connections accepted so far
     server.stop()
 
-A rule matches a command ("MAIL", "RCPT" or "DATA") and an address: the sender for MAIL,
-the recipient for RCPT, any envelope recipient for DATA; "*" matches all. The first rule
+A rule matches a command ("CONNECT", "MAIL", "RCPT" or "DATA") and an address: the sender for
+MAIL, the recipient for RCPT, any envelope recipient for DATA; "*" matches all (and CONNECT). The first rule
 that matches and has uses left applies: an optional delay, then the reply, or a hang-up.
 With ``auth``, the server offers AUTH (without TLS) and answers 535 to a wrong password.
 """
@@ -19,7 +23,10 @@ With ``auth``, the server offers AUTH (without TLS) and answers 535 to a wrong p
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -40,6 +47,47 @@ class Rule:
         if self.command != command or self.times == 0:
             return False
         return self.match == "*" or any(a.lower() == self.match.lower() for a in addresses)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: Path
+    key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+def self_signed(directory: Path, name: str = "127.0.0.1") -> TlsFiles:
+    """A throw-away self-signed certificate for ``name`` (an IP address or a host name)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    alt = f"IP:{name}" if name.replace(".", "").isdigit() else f"DNS:{name}"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", f"/CN={name}", "-addext", f"subjectAltName={alt}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return TlsFiles(cert, key)
+
+
+class _ScriptedSMTP(SMTP):
+    """aiosmtpd's SMTP, but a CONNECT rule can answer the greeting with a refusal and hang up."""
+
+    def __init__(self, server: ScriptedSmtpServer, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._scripted_server = server
+
+    async def _handle_client(self) -> None:
+        rule = self._scripted_server._rule("CONNECT", ["*"])
+        if rule is not None and rule.reply:
+            await self.push(rule.reply)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await super()._handle_client()
 
 
 class _Handler:
@@ -89,25 +137,28 @@ class _Handler:
 
 
 class ScriptedSmtpServer:
-    def __init__(self, *, auth: dict[str, str] | None = None, hostname: str = "scripted.test") -> None:
+    def __init__(
+        self, *, auth: dict[str, str] | None = None, hostname: str = "scripted.test", tls: TlsFiles | None = None,
+        implicit_tls: bool = False,
+    ) -> None:  # fmt: skip
         self.auth = auth
+        self.tls = tls
+        self.implicit_tls = implicit_tls
         self.received: list[tuple[str, list[str], bytes]] = []
         self.connections = 0
         self.logins: list[str] = []
         self.rules: list[Rule] = []
         handler = _Handler(self)
 
+        options: dict[str, object] = {"hostname": hostname}
+        if tls is not None and not implicit_tls:
+            options["tls_context"] = tls.server_context()
+        if auth is not None:
+            options.update(auth_require_tls=False, auth_required=False, authenticator=self._authenticate)
+
         def factory() -> SMTP:
             self.connections += 1
-            if auth is None:
-                return SMTP(handler, hostname=hostname)
-            return SMTP(
-                handler,
-                hostname=hostname,
-                auth_require_tls=False,
-                auth_required=False,
-                authenticator=self._authenticate,
-            )
+            return _ScriptedSMTP(self, handler, **options)
 
         self._thread = SmtpServerThread(factory)
 
@@ -126,7 +177,7 @@ class ScriptedSmtpServer:
         times: int | None = None,
     ) -> ScriptedSmtpServer:
         """Script the reply to ``command`` for ``match``; ``times`` uses (None: every time)."""
-        if command not in ("MAIL", "RCPT", "DATA"):
+        if command not in ("CONNECT", "MAIL", "RCPT", "DATA"):
             raise ValueError(f"cannot script {command!r}")
         self.rules.append(Rule(command, match, reply, delay, drop, times))
         return self
@@ -156,7 +207,8 @@ class ScriptedSmtpServer:
         return AuthResult(success=False, handled=False)
 
     def start(self, port: int = 0) -> ScriptedSmtpServer:
-        self._thread.start("127.0.0.1", port)
+        context = self.tls.server_context() if self.tls is not None and self.implicit_tls else None
+        self._thread.start("127.0.0.1", port, ssl=context)
         return self
 
     def stop(self) -> None:

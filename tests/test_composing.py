@@ -23,7 +23,7 @@ HTML = (
 def compose(**overrides: object) -> bytes:
     composer = Composer("noreply@example.org", "Контур — служба поддержки")
     args: dict[str, object] = {
-        "message_id": message_id(42, "example.org"),
+        "message_id": message_id(42, "example.org", "a1b2c3"),
         "to_name": "Иван Петрович Сидоров",
         "to_address": "ivan@example.org",
         "subject": "Сервис восстановлен: приносим извинения за перебой 23 ноября",
@@ -83,7 +83,7 @@ def test_crlf_only_and_short_lines() -> None:
 def test_standard_headers_present() -> None:
     msg = parse(compose())
     assert msg["Date"].datetime == DATE
-    assert msg["Message-ID"] == "<notifier.42@example.org>"
+    assert msg["Message-ID"] == "<notifier.42.a1b2c3@example.org>"
     assert msg["MIME-Version"] == "1.0"
     token = make_token(SECRET, 7)
     assert msg["List-Unsubscribe"] == f"<https://status.example.org/unsubscribe/{token}>"
@@ -185,11 +185,15 @@ def test_idn_domain_is_encoded() -> None:
     assert check_address("ivan@почта.рф") == "ivan@xn--80a1acny.xn--p1ai"
 
 
-def test_message_id_is_deterministic_per_outbox_row() -> None:
-    assert message_id(42, "example.org") == message_id(42, "example.org") == "<notifier.42@example.org>"
-    assert Composer("a@mail.example.org").message_id(5) == "<notifier.5@mail.example.org>"
+def test_message_id_is_stable_per_outbox_row_and_unique_per_database() -> None:
+    same = message_id(42, "example.org", "9f3e")
+    assert same == message_id(42, "example.org", "9f3e") == "<notifier.42.9f3e@example.org>"
+    assert message_id(42, "example.org", "77aa") != same  # another database: another id
+    assert Composer("a@mail.example.org").message_id(5, "9f3e") == "<notifier.5.9f3e@mail.example.org>"
     with pytest.raises(ValueError):
         message_id(1, "example.org>\r\nBcc: x")
+    with pytest.raises(ValueError):
+        message_id(1, "example.org", "x>\r\nBcc: y")
 
 
 def test_composing_is_deterministic() -> None:

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from notifier import hotline, incidents
+from notifier import hotline, incidents, outbox
 from notifier.config import load_config
 from notifier.db import read_session, write_session
 from notifier.errors import CallbackClosed, CallbackNotFound, SubscriberNotFound, UsageError
 from notifier.models import Callback, Message
+from notifier.outbox.loading import Loader
 from notifier.rendering import Renderer
 from tests.conftest import write_config
 
@@ -218,10 +219,9 @@ def test_escalation_renders_with_what_the_sender_prepares(engine, hook_config, m
                       note="Просит перезвонить")  # fmt: skip
     escalate(engine, hook_config, minutes(60 * 4))
     rows = messages(engine, "escalation")
-    with read_session(engine) as session:
-        prepared = hotline.prepare(session, rows)
+    jobs = {job.message.id: job for job in Loader().load(engine, [m.id for m in rows])}
     level2 = next(m for m in rows if m.dedupe_key.endswith(":2:email"))
-    extras = prepared[level2.id]
+    extras = jobs[level2.id]
     assert extras.cancel is None and extras.render["level"] == 2
     out = Renderer(hook_config).render(
         "escalation", incident=None, locale="ru", now=minutes(60 * 4), **extras.render
@@ -253,7 +253,7 @@ def test_a_silent_incident_gets_one_reminder_per_silence(engine, config) -> None
     with read_session(engine) as session:
         assert incidents.get(session, ref).reminded_at == minutes(161)
         out = Renderer(config).render("reminder", incident=incidents.get(session, ref), locale="en",
-                                      update=hotline.latest_public_update(session, ref), now=minutes(175))  # fmt: skip
+                                      update=incidents.latest_public_update(session, ref), now=minutes(175))  # fmt: skip
     assert "INC-1 has had no public update for 1 h 15 min" in out.subject
     assert "notifier incident update INC-1" in out.text
 
@@ -264,9 +264,8 @@ def test_a_resolved_incident_is_not_reminded_and_its_pending_reminder_is_dropped
     with write_session(engine) as session:
         incidents.resolve(session, config, ref, cause="c", measures="m", now=minutes(70))
     assert remind(engine, config, minutes(300)) == 0
-    with read_session(engine) as session:
-        [prepared] = hotline.prepare(session, messages(engine, "reminder")).values()
-    assert prepared.cancel == "cancelled: the incident is resolved"
+    [job] = Loader().load(engine, [m.id for m in messages(engine, "reminder")])
+    assert job.cancel == "cancelled: the incident is resolved"
 
 
 def test_no_oncall_address_means_no_reminders(engine, config, tmp_path) -> None:
@@ -285,7 +284,7 @@ def announce(engine: Any, config: Any, ref: int, at: datetime) -> int:
     with write_session(engine) as session:
         incident = incidents.get(session, ref)
         last = max(u.id for u in incidents.timeline(session, ref))
-        return hotline.queue_announcements(session, config, incident, last, at)
+        return outbox.queue_announcements(session, config, incident, last, at)
 
 
 def test_announcements_go_to_each_target_and_the_latest_wins(engine, hook_config) -> None:
@@ -317,12 +316,8 @@ def test_announcement_renders_the_latest_public_update_after_a_scope_change(engi
         incidents.widen_scope(session, hook_config, ref, add_regions=["77"], add_services=[], now=minutes(20))
     announce(engine, hook_config, ref, minutes(20))
     rows = [m for m in messages(engine, "hotline") if m.state == "queued"]
-    with read_session(engine) as session:
-        prepared = hotline.prepare(session, rows)
-        incident = incidents.get(session, ref)
-    out = Renderer(hook_config).render(
-        "hotline", incident=incident, locale="ru", **prepared[rows[0].id].render
-    )
+    [job, *_] = Loader().load(engine, [m.id for m in rows])
+    out = Renderer(hook_config).render("hotline", incident=job.incident, locale="ru", update=job.update)
     assert "Переключаем на резерв" in out.text and "+region" not in out.text
 
 

@@ -13,16 +13,9 @@ import pytest
 from notifier.config import Config, load_config
 from notifier.errors import TemplateProblem
 from notifier.models import Incident, Subscriber, Update
-from notifier.rendering import (
-    KINDS,
-    Renderer,
-    compensation_text,
-    format_duration,
-    ru_plural,
-    sample_incident,
-    sample_subscriber,
-    sample_update,
-)
+from notifier.rendering import KINDS, Renderer
+from notifier.samples import sample_incident, sample_subscriber, sample_update
+from notifier.wording import compensation_text, format_duration, ru_plural
 from tests.conftest import REPO, write_config
 
 ABROAD = {

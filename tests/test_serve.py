@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,68 +14,34 @@ from typing import Any
 
 import pytest
 
-from notifier.config import load_config
-from tests.conftest import write_config
-from tests.smtp_server import ScriptedSmtpServer
+from tests.conftest import mail_config, recipients, wait_until
+from tests.processes import ServeProcess
 from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def smtp_server() -> Any:
-    with ScriptedSmtpServer() as server:
-        yield server
-
-
 def _serve_config(
     config: Any, server: Any, tmp_path: Path, hotline: dict | None = None, **mailing: Any
 ) -> Any:
-    (tmp_path / "serve").mkdir(exist_ok=True)
-    return load_config(write_config(
-        tmp_path / "serve", config.notifier.database,
-        smtp={"port": server.port, "connections": 4, "timeout": "5s"},
-        mailing={"send_status_notices": False, "retry_backoff": "0s", "lease": "3s", **mailing},
+    return mail_config(
+        tmp_path / "serve", config.notifier.database, server.port,
+        mailing={"send_status_notices": False, "heartbeat": "0.5s", "heartbeat_timeout": "2s", **mailing},
         serve={"tick": "0.2s", "housekeeping": "0.3s", "shutdown_grace": "10s"},
         hotline=hotline or {"targets": []},
-    ))  # fmt: skip
+    )  # fmt: skip
 
 
-class Daemon:
-    def __init__(self, config: Any, log: Path) -> None:
-        env = {**os.environ, "NOTIFIER_CONFIG": str(config.path), "PYTHONUNBUFFERED": "1"}
-        self.log = log
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "notifier", "serve", "--no-web"], env=env,
-            stdout=subprocess.DEVNULL, stderr=log.open("ab"),
-        )  # fmt: skip
-
-    def wait_started(self, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "notifier serve started" in self.log.read_text(errors="replace"):
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited {self.proc.returncode}: {self.log.read_text()}")
-            time.sleep(0.05)
-        raise AssertionError("serve did not start: " + self.log.read_text())
-
-    def stop(self, timeout: float = 20) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
+def Daemon(config: Any, log: Path) -> ServeProcess:  # noqa: N802 - reads as the thing it starts
+    return ServeProcess(config, log)
 
 
 def _wait(predicate: Any, timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+    return wait_until(predicate, timeout)
 
 
 def _received(server: Any) -> Counter[str]:
-    return Counter(r for _, rcpts, _ in server.received for r in rcpts)
+    return recipients(server)
 
 
 def test_resolve_from_cli_gets_the_apology_out_with_no_send(

@@ -45,9 +45,9 @@ def test_sink_stores_messages_that_parse_back(tmp_path: Path) -> None:
         assert sink.wait_for(3, timeout=5)
     files = sorted((tmp_path / "mail").glob("*.eml"))
     assert [f.name for f in files] == [
-        "000001-notifier.1@example.org.eml",
-        "000002-notifier.2@example.org.eml",
-        "000003-notifier.3@example.org.eml",
+        "000001-notifier.1.0@example.org.eml",
+        "000002-notifier.2.0@example.org.eml",
+        "000003-notifier.3.0@example.org.eml",
     ]
     assert files[0].read_bytes() == composed(1)
     msg = email.message_from_bytes(files[1].read_bytes(), policy=email.policy.default)
@@ -81,7 +81,7 @@ def test_header_value_unfolds_and_decodes() -> None:
         header_value(raw, "subject")
         == "Очень длинная тема письма, которая обязательно будет перенесена на строки"
     )
-    assert header_value(raw, "Message-ID") == "<notifier.1@example.org>"
+    assert header_value(raw, "Message-ID") == "<notifier.1.0@example.org>"
     assert header_value(raw, "X-Missing") is None
 
 

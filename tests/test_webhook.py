@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from notifier.delivery import SendOutcome
-from notifier.delivery.webhook import WebhookTransport, webhook_payload
-from notifier.models import Callback, Incident, Update
-from notifier.rendering import Rendered
+from notifier.delivery.sender import message_facts
+from notifier.delivery.webhook import WebhookMessenger, webhook_payload
+from notifier.models import Callback, Incident, Message, Update
+from notifier.outbox.loading import Job
 from tests.conftest import free_port
 from tests.webhook_receiver import WebhookReceiver
 
@@ -28,7 +29,7 @@ def hook() -> Any:
 
 def post(url: str, data: bytes = BODY, *, timeout: float = 5) -> SendOutcome:
     async def run() -> SendOutcome:
-        async with WebhookTransport(timeout=timeout) as transport:
+        async with WebhookMessenger(timeout=timeout) as transport:
             return await transport.send("noreply@example.org", url, data)
 
     return asyncio.run(run())
@@ -48,7 +49,7 @@ def test_a_2xx_answer_is_sent_and_the_receiver_gets_json(hook) -> None:
 def test_server_trouble_and_throttling_are_transient(hook, status) -> None:
     hook.answer(status, headers={"Retry-After": "30"} if status == 429 else None, body=b"busy")
     outcome = post(hook.url())
-    assert outcome.status == "transient" and outcome.retry and outcome.code == status
+    assert outcome.status == "transient" and outcome.code == status
     assert "busy" in outcome.detail and (status != 429 or "Retry-After: 30" in outcome.detail)
 
 
@@ -91,12 +92,12 @@ def test_a_url_that_is_not_http_fails_the_message() -> None:
 
 def test_send_before_start_is_a_bug() -> None:
     with pytest.raises(RuntimeError, match="before start"):
-        asyncio.run(WebhookTransport().send("", "http://127.0.0.1:9/", b"{}"))
+        asyncio.run(WebhookMessenger().send("", "http://127.0.0.1:9/", b"{}"))
 
 
 def test_several_posts_share_one_transport(hook) -> None:
     async def run() -> list[SendOutcome]:
-        async with WebhookTransport(timeout=5) as transport:
+        async with WebhookMessenger(timeout=5) as transport:
             return list(
                 await asyncio.gather(*(transport.send("", hook.url(f"/{n}"), BODY) for n in range(5)))
             )
@@ -112,8 +113,9 @@ def test_webhook_payload_carries_the_text_and_the_incident_as_data() -> None:
     update = Update(
         id=5, incident_id=3, kind="update", status="identified", message="Нашли причину", created_at=at
     )
-    rendered = Rendered(subject="Горячая линия, INC-3", text="Сейчас у нас сбой.\n", html=None)
-    data = json.loads(webhook_payload("hotline", incident, rendered, update))
+    subject, text = "Горячая линия, INC-3", "Сейчас у нас сбой.\n"
+    hotline = Message(id=1, kind="hotline", channel="webhook", dedupe_key="k")
+    data = json.loads(webhook_payload("hotline", subject, text, message_facts(Job(hotline, incident=incident, update=update))))
     assert data == {
         "kind": "hotline", "subject": "Горячая линия, INC-3", "text": "Сейчас у нас сбой.\n", "incident": "INC-3",
         "title": "Не уходят отчёты", "status": "identified", "severity": "critical", "regions": ["66", "74"],
@@ -121,7 +123,8 @@ def test_webhook_payload_carries_the_text_and_the_incident_as_data() -> None:
         "update": {"status": "identified", "message": "Нашли причину", "at": "2026-11-23T07:35:00+00:00"},
     }  # fmt: skip
     callback = Callback(id=9, call_id=1, due_at=at, owner="petrova", escalations=1)
-    raw = webhook_payload("escalation", None, rendered, None, callback)
+    escalated = Message(id=2, kind="escalation", channel="webhook", dedupe_key="e")
+    raw = webhook_payload("escalation", subject, text, message_facts(Job(escalated, callback=callback)))
     assert "Горячая".encode() in raw  # UTF-8, not \u escapes
     escalation = json.loads(raw)
     assert escalation["incident"] is None and escalation["regions"] == []

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from notifier.cli import app
-from notifier.cli.common import console, print_json, state, thousands
+from notifier.cli.common import console, err_console, print_json, state, thousands
 from notifier.delivery.sender import SendReport, send_due
 
 
@@ -20,13 +20,20 @@ def send(
 ) -> None:
     """Deliver every message that is due now (status notices, apologies, …), then exit.
 
-    Exit code 0 when nothing failed permanently, 1 otherwise.
+    Exit code 0 when nothing failed permanently, 1 otherwise (also when a template that
+    failed to render paused a mailing: fix it, and the next send goes on). Messages held by
+    another live sender are left to it; a sender that stopped on this machine has its
+    messages taken back at once, one on another machine after [mailing].heartbeat_timeout.
     Example: notifier send
     """
     st = state(ctx)
     engine, config = st.engine(), st.config
+
+    def on_notice(line: str) -> None:
+        err_console.print(line, markup=False, highlight=False)
+
     if as_json or not sys.stdout.isatty():
-        report = asyncio.run(send_due(engine, config))
+        report = asyncio.run(send_due(engine, config, on_notice=on_notice))
     else:
         with Progress(
             TextColumn("[bold]sending"),
@@ -45,14 +52,16 @@ def send(
                     failed=report.failed + report.bounced, rate=f"{report.rate:.0f}",
                 )  # fmt: skip
 
-            report = asyncio.run(send_due(engine, config, on_progress=on_progress))
+            report = asyncio.run(send_due(engine, config, on_progress=on_progress, on_notice=on_notice))
     failed = report.failed + report.bounced
     if as_json:
         print_json(report.as_dict())
     else:
         console.print(
             f"Sent {thousands(report.sent)}, failed {thousands(report.failed)}, bounced {thousands(report.bounced)}, "
-            f"to retry later {thousands(report.retried)}, cancelled {thousands(report.cancelled)} "
+            f"to retry later {thousands(report.retried + report.deferred)}, cancelled {thousands(report.cancelled)} "
             f"in {report.as_dict()['seconds']:.1f} s."
         )
+    if report.deferred and not failed:
+        raise typer.Exit(1 if any(" paused: " in note for note in report.notes) else 0)
     raise typer.Exit(1 if failed else 0)

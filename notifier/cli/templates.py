@@ -19,7 +19,8 @@ from notifier.config import LOCALES, Config
 from notifier.db import read_session
 from notifier.errors import UsageError
 from notifier.models import Subscriber, Update
-from notifier.rendering import KINDS, Renderer, sample_subscriber
+from notifier.rendering import KINDS, Renderer
+from notifier.samples import sample_subscriber
 
 templates_app = typer.Typer(help="Check the notification templates.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")

@@ -1,31 +1,42 @@
-"""The SMTP transport: a pool of reused aiosmtplib connections, a rate limit, and the
-classification of every SMTP reply into a :class:`~notifier.delivery.SendOutcome`.
+"""The e-mail messenger: composes each message's MIME and pushes it through a pool of reused
+aiosmtplib connections, under a rate limit, classifying every SMTP reply into a
+:class:`~notifier.delivery.SendOutcome`.
 
-Owns everything SMTP (it is the only module that imports aiosmtplib): connecting with
-TLS or STARTTLS and AUTH from ``[smtp]``, one transaction per connection at a time,
-lazily replacing dropped connections, and deciding what a reply means:
+Owns everything SMTP (it is the only module that imports aiosmtplib): connecting with TLS
+or STARTTLS (the system's CAs, ``[smtp].ca_file``, or — loudly — no verification) and AUTH
+from ``[smtp]``, one transaction per connection at a time, lazily replacing dropped
+connections, and deciding what a reply means:
 
 - 250 after DATA: ``sent``;
-- 4xx anywhere, a disconnect, a timeout, an unreachable server: ``transient`` (when the
+- 421 anywhere, 421/450/451 on connect or MAIL FROM: the relay is throttling *us* (Postfix
+  anvil, an ESP's rate limit), not refusing the message: every connection backs off
+  (1 s, 2 s, … 60 s) and the same message is tried again, uncharged; after
+  ``[smtp].throttle_patience`` it goes back to the queue ``deferred``, still uncharged;
+- other 4xx, a disconnect, a timeout, an unreachable server: ``transient`` (when the
   connection failed after the whole message was written, ``ambiguous=True``: the server
   may have accepted it);
 - 5xx on RCPT: ``permanent`` (the address is bad: the caller marks it bounced);
 - 5xx on DATA, or 552 (too big) on MAIL: ``permanent_message`` (this message, not the
   address);
-- authentication refused, the sender address refused, a certificate that does not
-  verify, a server that will not talk to us: :class:`~notifier.errors.DeliveryError`,
-  because every further message would fail the same way. The run stops.
+- authentication refused, the sender address refused, a certificate or host name that
+  does not verify (on STARTTLS or implicit TLS), a server that will not talk to us:
+  :class:`~notifier.errors.DeliveryError`, because every further message would fail the
+  same way. The run stops; the message is charged nothing.
 
-It does not know what a message says or how it was built: it sends pre-built bytes
-with ``sendmail`` (``send_message`` would re-serialise them, ~5 ms each).
+What a message says is decided before it gets here; how its MIME is built is ``composing``.
+It sends the composed bytes with ``sendmail`` (``send_message`` would re-serialise them,
+~5 ms each).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
+import time
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
@@ -43,22 +54,47 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
-from notifier.composing import check_address
+from notifier.composing import Composer, check_address
 from notifier.config import SmtpSection
-from notifier.delivery import SendOutcome
+from notifier.delivery import OutgoingMessage, SendOutcome
 from notifier.delivery.ratelimit import RateLimiter
 from notifier.errors import ConfigError, DeliveryError
 
-__all__ = ["SmtpTransport"]
+__all__ = ["SmtpMessenger", "tls_context"]
 
 log = logging.getLogger("notifier.smtp")
 
 _AUTH_CODES = {530, 534, 535, 538}  # authentication required / too weak / refused / needs TLS
+_THROTTLE_ON_MAIL = {421, 450, 451}  # RFC 5321: the server, not this recipient, cannot take it now
 
 
 def _reply(code: int | None, message: str) -> str:
     text = " / ".join(line.strip() for line in str(message).splitlines() if line.strip())
     return f"{code} {text}" if code is not None else text
+
+
+def tls_context(smtp: SmtpSection, ca_file: Path | None) -> ssl.SSLContext | None:
+    """The TLS settings of ``[smtp]`` as an SSLContext (None without TLS).
+
+    ``ca_file`` (a PEM bundle) is trusted in addition to the system's CAs, or instead of
+    them with ``ca_system = false``; ``tls_verify = false`` checks nothing (test relays only).
+    """
+    if smtp.security == "none":
+        return None
+    if not smtp.tls_verify:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    try:
+        if ca_file is not None and not smtp.ca_system:
+            return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        if ca_file is not None:
+            context.load_verify_locations(cafile=str(ca_file))
+        return context
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"[smtp].ca_file {ca_file}: not a readable PEM certificate bundle ({exc})") from None
 
 
 class _Client(aiosmtplib.SMTP):
@@ -105,24 +141,74 @@ class _Client(aiosmtplib.SMTP):
         return response
 
 
-class SmtpTransport:
-    """``async with SmtpTransport(config.smtp, password=config.smtp.password()) as t:
-    outcome = await t.send(sender, recipient, data)``.
+class _Throttle:
+    """The relay's "slow down", shared by every connection: back off together, doubling."""
 
-    Up to ``smtp.connections`` sends run at once, each on its own connection; further
+    def __init__(self, ceiling: float = 60.0) -> None:
+        self.until = 0.0
+        self.delay = 0.0
+        self.ceiling = ceiling
+        self.hits = 0
+        self._interrupted = asyncio.Event()
+
+    def hit(self, detail: str) -> float:
+        self.hits += 1
+        if time.monotonic() >= self.until:  # a new back-off, not another connection's echo
+            self.delay = min(max(self.delay * 2, 1.0), self.ceiling)
+            self.until = time.monotonic() + self.delay
+            log.warning("the SMTP relay is throttling us (%s): every connection waits %.0f s", detail, self.delay)
+        return max(self.until - time.monotonic(), 0.0)
+
+    def ok(self) -> None:
+        if time.monotonic() >= self.until:
+            self.delay = 0.0
+
+    async def wait(self) -> bool:
+        """Sleep out the back-off; False when interrupted (the run is stopping)."""
+        while (left := self.until - time.monotonic()) > 0:
+            if self._interrupted.is_set():
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._interrupted.wait(), timeout=left)
+        return not self._interrupted.is_set()
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+
+
+class _Throttled(Exception):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class SmtpMessenger:
+    """``async with SmtpMessenger(config.smtp, password=…) as m: outcome = await m.push(message)``.
+
+    Up to ``smtp.connections`` pushes run at once, each on its own connection; further
     callers wait for a free one. Connections are opened on first use (``start`` opens one
-    to find a wrong password before anything is claimed) and reopened when dropped.
+    to find a wrong password or certificate before anything is claimed) and reopened when
+    dropped. Each message is composed here, with the From of its language.
     """
 
-    def __init__(self, smtp: SmtpSection, *, password: str | None) -> None:
+    channel = "email"
+
+    def __init__(self, smtp: SmtpSection, *, password: str | None, ca_file: Path | None = None) -> None:
         if smtp.username and password is None:
             raise ConfigError(
                 "[smtp].username is set but no password: name its variable in [smtp].password_env."
             )
         self.smtp = smtp
         self.password = password
+        self.concurrency = smtp.connections
         self.limiter = RateLimiter(smtp.rate_limit)
+        self.throttle = _Throttle()
         self.connects = 0  # connections opened, for tests and reports
+        self._tls = tls_context(smtp, ca_file)
+        self._composers = {
+            locale: Composer(smtp.from_address, smtp.from_name.get(locale) if smtp.from_name else "")
+            for locale in ("ru", "en")
+        }
         self._clients: list[_Client] = []
         self._idle: asyncio.Queue[_Client] = asyncio.Queue()
         self._fatal: DeliveryError | None = None
@@ -138,18 +224,18 @@ class SmtpTransport:
         timeout = self.smtp.timeout.total_seconds() or None
         for _ in range(self.smtp.connections):
             client = _Client(
-                hostname=self.smtp.host,
-                port=self.smtp.port,
-                local_hostname=hostname,
-                timeout=timeout,
-                use_tls=self.smtp.security == "tls",
-                start_tls=self.smtp.security == "starttls",
-                username=self.smtp.username or None,
+                hostname=self.smtp.host, port=self.smtp.port, local_hostname=hostname, timeout=timeout,
+                use_tls=self.smtp.security == "tls", start_tls=self.smtp.security == "starttls",
+                tls_context=self._tls, username=self.smtp.username or None,
                 password=self.password if self.smtp.username else None,
-            )
+            )  # fmt: skip
             self._clients.append(client)
             self._idle.put_nowait(client)
-        problem = await self._connect(self._clients[0])
+        try:
+            problem = await self._connect(self._clients[0])
+        except _Throttled as exc:
+            self.throttle.hit(exc.detail)
+            problem = None
         if problem is not None:
             log.warning("SMTP server not reachable yet: %s", problem.detail)
 
@@ -158,16 +244,38 @@ class SmtpTransport:
         clients, self._clients = self._clients, []
         await asyncio.gather(*(self._quit(client) for client in clients))
 
-    async def __aenter__(self) -> SmtpTransport:
+    async def __aenter__(self) -> SmtpMessenger:
         await self.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    def interrupt(self) -> None:
+        self.throttle.interrupt()
+
+    def compose(self, message: OutgoingMessage) -> bytes:
+        """The message as the bytes of SMTP DATA (CRLF, 7-bit), with the From of its language."""
+        composer = self._composers.get(message.locale, self._composers["ru"])
+        return composer.compose(
+            message_id=message.message_id, to_name=message.recipient_name, to_address=message.recipient,
+            subject=message.subject, text=message.text, html=message.html, date=message.date,
+            unsubscribe_url=message.unsubscribe_url, extra_headers=message.headers or None,
+        )  # fmt: skip
+
+    async def push(self, message: OutgoingMessage) -> SendOutcome:
+        """Compose and send one message; see the module docstring for what the outcome means."""
+        try:
+            recipient = check_address(message.recipient)
+            data = self.compose(message)
+        except ValueError as exc:
+            return SendOutcome("permanent", str(exc))
+        return await self.send(self.smtp.from_address, recipient, data)
+
     async def send(self, sender: str, recipient: str, data: bytes) -> SendOutcome:
         """One transaction: MAIL FROM ``sender``, RCPT TO ``recipient`` only (the envelope
-        never comes from the headers), DATA ``data`` (CRLF bytes, as composed)."""
+        never comes from the headers), DATA ``data`` (CRLF bytes, as composed); waits out a
+        throttling relay for up to ``[smtp].throttle_patience``."""
         if self._fatal is not None:
             raise self._fatal
         # aiosmtplib runs addresses through email.utils.parseaddr, which turns
@@ -181,7 +289,25 @@ class SmtpTransport:
         except ValueError as exc:
             return SendOutcome("permanent", str(exc))
         if not self._clients:
-            raise RuntimeError("SmtpTransport.send() before start() (or after close())")
+            raise RuntimeError("SmtpMessenger.send() before start() (or after close())")
+        deadline = time.monotonic() + self.smtp.throttle_patience.total_seconds()
+        while True:
+            if not await self.throttle.wait():
+                return SendOutcome("deferred", "the run stopped while the SMTP relay was throttling us")
+            try:
+                outcome = await self._send_once(sender, recipient, data)
+            except _Throttled as exc:
+                left = self.throttle.hit(exc.detail)
+                if time.monotonic() + left > deadline:
+                    return SendOutcome("deferred", f"throttled by {self.where}: {exc.detail}", retry_after=left)
+                continue
+            if outcome.ok:
+                self.throttle.ok()
+            return outcome
+
+    # ------------------------------------------------------------------------------------
+
+    async def _send_once(self, sender: str, recipient: str, data: bytes) -> SendOutcome:
         await self.limiter.acquire()
         client = await self._idle.get()
         if self._fatal is not None:  # another task hit it while this one waited
@@ -190,12 +316,10 @@ class SmtpTransport:
         try:
             return await self._transact(client, sender, recipient, data)
         except BaseException:
-            client.close()  # cancelled or failed mid-command: the session state is unknown
+            client.close()  # cancelled, failed or throttled mid-command: the session state is unknown
             raise
         finally:
             self._idle.put_nowait(client)
-
-    # ------------------------------------------------------------------------------------
 
     async def _quit(self, client: _Client) -> None:
         if not client.is_connected:
@@ -211,11 +335,22 @@ class SmtpTransport:
         self._fatal = DeliveryError(message)
         return self._fatal
 
+    def _certificate(self, exc: ssl.SSLError) -> DeliveryError:
+        reason = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+        how = "STARTTLS" if self.smtp.security == "starttls" else "TLS"
+        return self._fail(
+            f"The {how} certificate of {self.where} does not verify: {reason} "
+            "(trust its CA with [smtp].ca_file, or check [smtp].host)."
+        )
+
     async def _connect(self, client: _Client) -> SendOutcome | None:
         """Open ``client``; None when ready, a transient outcome when the server cannot be
-        reached now, DeliveryError when it never will be with this configuration."""
+        reached now, _Throttled when it asks us to slow down, DeliveryError when it never
+        will be usable with this configuration."""
         try:
             await client.connect()
+        except ssl.SSLError as exc:  # STARTTLS: the handshake's failure comes through as it is
+            raise self._certificate(exc) from None
         except SMTPAuthenticationError as exc:
             if exc.code < 500:
                 return SendOutcome("transient", f"authentication: {_reply(exc.code, exc.message)}", exc.code)
@@ -224,16 +359,16 @@ class SmtpTransport:
                 f"{_reply(exc.code, exc.message)} (check [smtp].username and the password variable)."
             ) from None
         except (SMTPConnectResponseError, SMTPHeloError) as exc:
+            if exc.code in (421, 450, 451):
+                raise _Throttled(_reply(exc.code, exc.message)) from None
             if exc.code < 500:
                 return SendOutcome("transient", f"{self.where}: {_reply(exc.code, exc.message)}", exc.code)
             raise self._fail(
                 f"The SMTP server {self.where} will not accept mail from us: {_reply(exc.code, exc.message)}"
             ) from None
         except SMTPConnectError as exc:
-            if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
-                raise self._fail(
-                    f"The TLS certificate of {self.where} does not verify: {exc.__cause__.verify_message}."
-                ) from None
+            if isinstance(exc.__cause__, ssl.SSLError):
+                raise self._certificate(exc.__cause__) from None
             return SendOutcome(
                 "transient", f"cannot connect to {self.where} ({exc}); is the SMTP server running?"
             )
@@ -241,6 +376,8 @@ class SmtpTransport:
             return SendOutcome("transient", f"{self.where}: {exc or type(exc).__name__} while connecting")
         except SMTPResponseException as exc:
             # STARTTLS or AUTH refused with a code
+            if exc.code == 421:
+                raise _Throttled(_reply(exc.code, exc.message)) from None
             if exc.code < 500:
                 return SendOutcome("transient", f"{self.where}: {_reply(exc.code, exc.message)}", exc.code)
             raise self._fail(
@@ -290,6 +427,8 @@ class SmtpTransport:
             client.close()  # the server is closing, or our session is out of step
         if code in _AUTH_CODES:
             raise self._fail(f"The SMTP server {self.where} wants authentication we did not give: {detail}")
+        if code == 421 or (isinstance(exc, SMTPSenderRefused) and code in _THROTTLE_ON_MAIL):
+            raise _Throttled(detail)
         if code < 500 or code == 503:
             return SendOutcome("transient", detail, code)
         if isinstance(exc, SMTPSenderRefused):

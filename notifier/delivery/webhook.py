@@ -1,10 +1,10 @@
-"""The webhook transport: POST a JSON body to a URL (an IVR/TTS system, a team chat) with httpx,
-and the classification of every answer into a :class:`~notifier.delivery.SendOutcome`.
+"""The webhook messenger: POST a message as JSON to a URL (an IVR/TTS system, a team chat)
+with httpx, and the classification of every answer into a :class:`~notifier.delivery.SendOutcome`.
 
-Owns everything HTTP (it is the only module that imports httpx for delivery) and the JSON
-a hotline webhook receives (:func:`webhook_payload`). Same interface as ``SmtpTransport``:
-``async with WebhookTransport() as t: outcome = await t.send(sender, url, body)``. What an
-answer means:
+Owns everything HTTP about delivery and the JSON a hotline webhook receives
+(:func:`webhook_payload`: the rendered subject and text with the message's facts). Same
+interface as every messenger: ``async with WebhookMessenger() as m: await m.push(message)``.
+What an answer means:
 
 - 2xx: ``sent``;
 - 408, 425, 429, 5xx, a refused connection, a timeout, a dropped connection: ``transient``
@@ -16,16 +16,15 @@ answer means:
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from notifier.delivery import SendOutcome
+from notifier.delivery import OutgoingMessage, SendOutcome
 from notifier.delivery.ratelimit import RateLimiter
-from notifier.models import Callback, Incident, Update
 
-__all__ = ["WebhookTransport", "webhook_payload"]
+__all__ = ["WebhookMessenger", "webhook_payload"]
 
 TRANSIENT_CODES = frozenset({408, 425, 429})
 _USER_AGENT = "notifier-webhook/0.1"
@@ -36,11 +35,15 @@ def _one_line(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-class WebhookTransport:
-    """POSTs pre-built JSON bodies; ``rate_limit`` posts per second (0 = unlimited)."""
+class WebhookMessenger:
+    """POSTs each message as JSON; ``rate_limit`` posts per second (0 = unlimited)."""
 
-    def __init__(self, timeout: float = 10, rate_limit: float = 0) -> None:
+    channel = "webhook"
+
+    def __init__(self, timeout: float = 10, rate_limit: float = 0, *, concurrency: int = 4, sender: str = "") -> None:
         self.timeout = timeout
+        self.concurrency = concurrency
+        self.sender = sender
         self.limiter = RateLimiter(rate_limit)
         self._client: httpx.AsyncClient | None = None
 
@@ -58,17 +61,25 @@ class WebhookTransport:
         if client is not None:
             await client.aclose()
 
-    async def __aenter__(self) -> WebhookTransport:
+    async def __aenter__(self) -> WebhookMessenger:
         await self.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    def interrupt(self) -> None:
+        """Nothing waits here for reasons of its own: a push is one POST."""
+
+    async def push(self, message: OutgoingMessage) -> SendOutcome:
+        """POST the message's JSON (:func:`webhook_payload`) to its recipient URL."""
+        body = webhook_payload(message.kind, message.subject, message.text, message.facts)
+        return await self.send(self.sender, message.recipient, body)
+
     async def send(self, sender: str, recipient: str, data: bytes) -> SendOutcome:
         """POST ``data`` (JSON) to the URL ``recipient``; ``sender`` is only sent as a header."""
         if self._client is None:
-            raise RuntimeError("WebhookTransport.send() before start() (or after close())")
+            raise RuntimeError("WebhookMessenger.send() before start() (or after close())")
         if not recipient.startswith(("http://", "https://")):
             return SendOutcome("permanent_message", f"{recipient!r} is not an http:// or https:// URL")
         await self.limiter.acquire()
@@ -110,36 +121,8 @@ def classify(response: httpx.Response) -> SendOutcome:
     return SendOutcome("permanent_message", detail, code)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def webhook_payload(
-    kind: str,
-    incident: Incident | None,
-    rendered: Any,
-    update: Update | None,
-    callback: Callback | None = None,
-) -> bytes:
-    """The JSON a hotline webhook receives: the rendered text, and the incident as data.
-
-    ``rendered`` is a ``rendering.Rendered`` (its ``subject`` and ``text`` are used).
-    """
-    data: dict[str, Any] = {
-        "kind": kind,
-        "subject": rendered.subject,
-        "text": rendered.text,
-        "incident": incident.ref if incident else None,
-        "title": incident.title if incident else None,
-        "status": incident.status if incident else None,
-        "severity": incident.severity if incident else None,
-        "regions": list(incident.regions) if incident else [],
-        "services": list(incident.services) if incident else [],
-        "updated_at": _iso(update.created_at if update else incident.updated_at if incident else None),
-    }
-    if update is not None:
-        data["update"] = {"status": update.status, "message": update.message, "at": _iso(update.created_at)}
-    if callback is not None:
-        data["callback"] = {"id": callback.id, "due_at": _iso(callback.due_at), "owner": callback.owner,
-                            "escalations": callback.escalations, "done": callback.done_at is not None}  # fmt: skip
-    return json.dumps(data, ensure_ascii=False).encode("utf-8")
+def webhook_payload(kind: str, subject: str, text: str, facts: Mapping[str, Any]) -> bytes:
+    """The JSON a hotline webhook receives: the rendered text, and the facts behind it as data
+    (incident, title, status, severity, regions, services, updated_at, update, callback)."""
+    data = {"kind": kind, "subject": subject, "text": text, **facts}
+    return json.dumps(data, ensure_ascii=False, default=str).encode("utf-8")

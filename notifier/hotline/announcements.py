@@ -1,10 +1,9 @@
-"""Hotline announcements and the operator's script.
+"""The operator's script: what to say about each open incident right now.
 
-Owns queueing each incident step's announcement to every ``[hotline].targets`` entry (one
-outbox row per target; an unsent older announcement to the same target is cancelled, so the
-call centre and the phone line never get a stale one after a newer one), and rendering what
-an operator should say right now, in the caller's region's local time. The text itself is
-the ``hotline`` template's business (``rendering``).
+Owns rendering the current announcement for a caller's region (its local time) and language,
+the incidents that hit that region first. Queueing the announcement to the ``[hotline]``
+targets at every step is ``outbox.queue_announcements``; the text itself is the ``hotline``
+template's business (``rendering``).
 """
 
 from __future__ import annotations
@@ -13,17 +12,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlmodel import Session
 
 from notifier import incidents
 from notifier.config import LOCALES, Config
 from notifier.errors import UsageError
-from notifier.hotline.queueing import insert_messages, message_row
-from notifier.models import UNSENT_STATES, Incident, Message, Update, utcnow
+from notifier.models import Incident, utcnow
 from notifier.rendering import Renderer
-
-PUBLIC_UPDATE_KINDS = ("declared", "update")
 
 
 @dataclass(frozen=True)
@@ -43,58 +38,6 @@ class ScriptEntry:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def latest_public_update(session: Session, incident_id: int) -> Update | None:
-    """The newest public status update (declared or update) of an incident."""
-    query = (
-        select(Update)
-        .where(Update.incident_id == incident_id, Update.kind.in_(PUBLIC_UPDATE_KINDS))  # type: ignore[attr-defined]
-        .order_by(Update.id.desc())  # type: ignore[union-attr]
-        .limit(1)
-    )
-    return session.execute(query).scalars().first()
-
-
-def queue_announcements(
-    session: Session, config: Config, incident: Incident, update_id: int, now: datetime
-) -> int:
-    """Queue the announcement of ``update_id`` to each hotline target; returns how many were queued.
-
-    Call it right after every declare, update, scope change and resolve. Unsent older
-    announcements of this incident to the same targets are cancelled first (latest wins);
-    running it twice for the same update queues nothing new.
-    """
-    assert incident.id is not None
-    targets = config.hotline.targets
-    if not targets:
-        return 0
-    recipients = [target.email or target.webhook for target in targets]
-    session.execute(
-        update(Message)
-        .where(
-            Message.incident_id == incident.id,
-            Message.kind == "hotline",
-            Message.recipient.in_(recipients),  # type: ignore[attr-defined]
-            Message.state.in_(UNSENT_STATES),  # type: ignore[attr-defined]
-            Message.update_id != update_id,
-        )
-        .values(state="cancelled", last_error="superseded by a newer hotline announcement")
-    )
-    rows = [
-        message_row(
-            kind="hotline",
-            channel="email" if target.email else "webhook",
-            recipient=recipient,
-            dedupe_key=f"hotline:{incident.id}:{update_id}:{index}",
-            locale=target.locale,
-            now=now,
-            incident_id=incident.id,
-            update_id=update_id,
-        )  # fmt: skip
-        for index, (target, recipient) in enumerate(zip(targets, recipients, strict=True))
-    ]
-    return insert_messages(session, rows)
 
 
 def check_region(config: Config, region: str | None) -> str | None:
@@ -136,7 +79,7 @@ def _entry(
     session: Session, renderer: Renderer, incident: Incident, region: str | None, locale: str, now: datetime
 ) -> ScriptEntry:
     assert incident.id is not None
-    latest = latest_public_update(session, incident.id)
+    latest = incidents.latest_public_update(session, incident.id)
     rendered = renderer.render(
         "hotline", incident=incident, locale=locale, region=region, update=latest, now=now
     )

@@ -16,23 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from notifier import incidents, subscribers
 from notifier.config import Config
 from notifier.errors import CallbackClosed, CallbackNotFound, UsageError
-from notifier.hotline.queueing import insert_messages, message_row
-from notifier.models import (
-    UNSENT_STATES,
-    AudienceMember,
-    Call,
-    Callback,
-    Incident,
-    Message,
-    Subscriber,
-    utcnow,
-)
+from notifier.models import AudienceMember, Call, Callback, Incident, Subscriber, utcnow
+from notifier.outbox import cancel_unsent, escalation_key, insert_rows, message_row
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_NOTE = 4000
@@ -189,12 +180,7 @@ def close_callback(
         )
     callback.outcome, callback.closed_by, callback.done_at = outcome, by, now
     session.add(callback)
-    session.execute(
-        update(Message)
-        .where(Message.callback_id == callback_id, Message.kind == "escalation",
-               Message.state.in_(UNSENT_STATES))  # type: ignore[attr-defined]
-        .values(state="cancelled", last_error="cancelled: the callback was closed")
-    )  # fmt: skip
+    cancel_unsent(session, "cancelled: the callback was closed", kind="escalation", callback_id=callback_id)
     session.flush()
     return callback
 
@@ -218,7 +204,7 @@ def queue_escalations(session: Session, config: Config, now: datetime | None = N
                 continue
             owed[callback.id] = level
             rows += _escalation_rows(config, callback.id, incident_id, level, now)
-    queued = insert_messages(session, rows)
+    queued = insert_rows(session, rows)
     for callback, _ in candidates:
         if callback.id in owed:
             callback.escalations = max(callback.escalations, owed[callback.id])
@@ -231,7 +217,7 @@ def _escalation_rows(
     config: Config, callback_id: int, incident_id: int | None, level: int, now: datetime
 ) -> list[dict[str, Any]]:
     common = {"kind": "escalation", "incident_id": incident_id, "callback_id": callback_id, "now": now}
-    key = f"escalation:{callback_id}:{level}"
+    key = escalation_key(callback_id, level)
     rows = [
         message_row(
             channel="email",
@@ -246,12 +232,6 @@ def _escalation_rows(
             rows.append(message_row(channel="webhook", recipient=target.webhook, dedupe_key=f"{key}:webhook:{index}",
                                     locale=target.locale, **common))  # fmt: skip
     return rows
-
-
-def escalation_level(dedupe_key: str) -> int:
-    """The level an escalation message was queued for (from its key ``escalation:ID:LEVEL:…``)."""
-    parts = dedupe_key.split(":")
-    return int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 1
 
 
 def report_section(session: Session, incident_id: int, now: datetime | None = None) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from notifier.config import Config
-from notifier.hotline.announcements import PUBLIC_UPDATE_KINDS
-from notifier.hotline.queueing import insert_messages, message_row
+from notifier.incidents import PUBLIC_UPDATE_KINDS
 from notifier.models import Incident, Update, utcnow
+from notifier.outbox import insert_rows, message_row
 
 
 def queue_stale_reminders(session: Session, config: Config, now: datetime | None = None) -> int:
@@ -40,7 +40,7 @@ def queue_stale_reminders(session: Session, config: Config, now: datetime | None
     for incident, latest in rows:
         if incident.reminded_at is not None and incident.reminded_at >= latest.created_at:
             continue  # already reminded during this silence
-        queued += insert_messages(session, [message_row(
+        queued += insert_rows(session, [message_row(
             kind="reminder", channel="email", recipient=config.notifier.oncall_email,
             dedupe_key=f"reminder:{incident.id}:{latest.id}", locale=config.notifier.default_locale, now=now,
             incident_id=incident.id, update_id=latest.id,

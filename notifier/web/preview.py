@@ -12,7 +12,8 @@ from datetime import datetime
 from notifier import compensation as policy
 from notifier.config import Config
 from notifier.models import Incident, Subscriber
-from notifier.rendering import Rendered, Renderer, sample_subscriber
+from notifier.rendering import Rendered, Renderer
+from notifier.samples import sample_subscriber
 
 
 def apology_preview(

@@ -1,0 +1,188 @@
+"""Queueing: who is owed which message. The only place that inserts or cancels outbox rows.
+
+Owns the two ways a row is born (a set-based ``INSERT … SELECT`` over an incident's
+audience, and a list of rows built with :func:`message_row`), both ``ON CONFLICT DO
+NOTHING`` on the de-duplication key so that running a step twice never queues twice; the
+de-duplication keys themselves; "latest wins" (:func:`cancel_unsent`); and the counts
+reported per kind and state. Claiming and recording delivery results are ``claims``; what
+a message says is ``rendering``'s business: a row stores only what is needed to render it
+at send time.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, and_, cast, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from notifier.config import Config
+from notifier.models import UNSENT_STATES, AudienceMember, Incident, Message, Subscriber, UTCDateTime
+
+_COLUMNS = [
+    "kind", "channel", "state", "incident_id", "subscriber_id", "update_id",
+    "recipient", "locale", "dedupe_key", "attempts", "not_before", "created_at",
+]  # fmt: skip
+
+
+def _dialect(session: Session) -> Any:
+    return sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+
+
+def message_row(
+    *, kind: str, channel: str, recipient: str, dedupe_key: str, locale: str, now: datetime,
+    incident_id: int | None = None, update_id: int | None = None, callback_id: int | None = None,
+    not_before: datetime | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One outbox row's values, every column given (so a batch inserts with one statement)."""
+    return {
+        "kind": kind, "channel": channel, "state": "queued", "incident_id": incident_id, "subscriber_id": None,
+        "update_id": update_id, "callback_id": callback_id, "recipient": recipient, "locale": locale,
+        "dedupe_key": dedupe_key, "attempts": 0, "not_before": not_before or now, "created_at": now,
+    }  # fmt: skip
+
+
+def insert_rows(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert the rows whose de-duplication key is new; returns how many were."""
+    if not rows:
+        return 0
+    stmt = _dialect(session).insert(Message).values(rows).on_conflict_do_nothing()
+    return session.exec(stmt.execution_options(preserve_rowcount=True)).rowcount  # type: ignore[call-overload]
+
+
+def _insert_select(session: Session, query: Any) -> int:
+    stmt = _dialect(session).insert(Message).from_select(_COLUMNS, query).on_conflict_do_nothing()
+    return session.exec(stmt.execution_options(preserve_rowcount=True)).rowcount  # type: ignore[call-overload]
+
+
+def cancel_unsent(
+    session: Session, reason: str, *, kind: str, incident_id: int | None = None,
+    callback_id: int | None = None, recipients: Iterable[str] | None = None, except_update: int | None = None,
+) -> int:  # fmt: skip
+    """Cancel the waiting (queued or retry) messages of ``kind`` that match; returns how many.
+
+    ``except_update`` keeps the rows of that update (the newer notice that supersedes the rest).
+    A message already claimed by a sender is not touched here: the sender checks again
+    before sending (``loading``), so a stale one is cancelled there instead of sent.
+    """
+    conditions = [Message.kind == kind, Message.state.in_(UNSENT_STATES)]  # type: ignore[attr-defined]
+    if incident_id is not None:
+        conditions.append(Message.incident_id == incident_id)
+    if callback_id is not None:
+        conditions.append(Message.callback_id == callback_id)
+    if recipients is not None:
+        conditions.append(Message.recipient.in_(list(recipients)))  # type: ignore[attr-defined]
+    if except_update is not None:
+        conditions.append(Message.update_id != except_update)
+    stmt = update(Message).where(*conditions).values(state="cancelled", last_error=reason)
+    return session.exec(stmt.execution_options(preserve_rowcount=True)).rowcount  # type: ignore[call-overload]
+
+
+# Keys -------------------------------------------------------------------------------------
+
+
+def escalation_key(callback_id: int, level: int) -> str:
+    return f"escalation:{callback_id}:{level}"
+
+
+def escalation_level(dedupe_key: str) -> int:
+    """The level an escalation message was queued for (from its key ``escalation:ID:LEVEL:…``)."""
+    parts = dedupe_key.split(":")
+    return int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 1
+
+
+def pause_key(pause_id: int) -> str:
+    return f"paused:{pause_id}"
+
+
+def pause_id(dedupe_key: str) -> int | None:
+    """The ``mailing_pause`` row an on-call note about a paused mailing is about."""
+    prefix, _, rest = dedupe_key.partition(":")
+    return int(rest) if prefix == "paused" and rest.isdigit() else None
+
+
+# The incident's mailings ------------------------------------------------------------------
+
+
+def _audience_select(
+    incident_id: int, kind: str, key_prefix: str, update_id: int | None, due: datetime, now: datetime
+) -> Any:
+    """Active audience members with an e-mail address, as outbox rows."""
+    return (
+        select(
+            literal(kind), literal("email"), literal("queued"), literal(incident_id), Subscriber.id,
+            literal(update_id), Subscriber.email, Subscriber.locale,
+            literal(key_prefix) + cast(Subscriber.id, String), literal(0), literal(due, UTCDateTime()),
+            literal(now, UTCDateTime()),
+        )  # fmt: skip
+        .select_from(AudienceMember)
+        .join(Subscriber, Subscriber.id == AudienceMember.subscriber_id)
+        .where(
+            and_(
+                AudienceMember.incident_id == incident_id,
+                Subscriber.status == "active",
+                Subscriber.email.is_not(None),  # type: ignore[union-attr]
+            )
+        )
+    )
+
+
+def queue_status_notices(session: Session, incident: Incident, update_id: int, now: datetime) -> int:
+    """Queue the status notice of ``update_id`` to the audience; older unsent ones are cancelled.
+
+    Members who already have this update's notice (a scope widening re-runs it) are skipped
+    by the de-duplication key, so only the newly affected get one.
+    """
+    assert incident.id is not None
+    cancel_unsent(session, "superseded by a newer status notice", kind="status", incident_id=incident.id,
+                  except_update=update_id)  # fmt: skip
+    query = _audience_select(incident.id, "status", f"status:{incident.id}:{update_id}:", update_id, now, now)
+    return _insert_select(session, query)
+
+
+def queue_apologies(session: Session, incident: Incident, due: datetime, now: datetime) -> int:
+    """Queue one apology per active audience member; the key makes a second run a no-op."""
+    assert incident.id is not None
+    return _insert_select(session, _audience_select(incident.id, "apology", f"apology:{incident.id}:", None, due, now))
+
+
+def queue_announcements(
+    session: Session, config: Config, incident: Incident, update_id: int, now: datetime
+) -> int:
+    """Queue the hotline announcement of ``update_id`` to each ``[hotline].targets`` entry.
+
+    Call it after every declare, update, scope change and resolve. Unsent older announcements
+    of this incident to the same targets are cancelled first (latest wins); running it twice
+    for the same update queues nothing new. Returns how many were queued.
+    """
+    assert incident.id is not None
+    targets = config.hotline.targets
+    if not targets:
+        return 0
+    recipients = [target.email or target.webhook for target in targets]
+    cancel_unsent(session, "superseded by a newer hotline announcement", kind="hotline", incident_id=incident.id,
+                  recipients=recipients, except_update=update_id)  # fmt: skip
+    rows = [
+        message_row(
+            kind="hotline", channel="email" if target.email else "webhook", recipient=recipient,
+            dedupe_key=f"hotline:{incident.id}:{update_id}:{index}", locale=target.locale, now=now,
+            incident_id=incident.id, update_id=update_id,
+        )  # fmt: skip
+        for index, (target, recipient) in enumerate(zip(targets, recipients, strict=True))
+    ]
+    return insert_rows(session, rows)
+
+
+def counts(session: Session, incident_id: int | None = None) -> dict[str, dict[str, int]]:
+    """``{kind: {state: n}}`` for one incident, or for the whole outbox."""
+    query = select(Message.kind, Message.state, func.count()).group_by(Message.kind, Message.state)
+    if incident_id is not None:
+        query = query.where(Message.incident_id == incident_id)
+    result: dict[str, dict[str, int]] = defaultdict(dict)
+    for kind, state, n in session.exec(query):  # type: ignore[call-overload]
+        result[kind][state] = n
+    return dict(result)
