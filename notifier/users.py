@@ -1,26 +1,29 @@
 """Support-console users: who may log in to ``/console``, and proving it with a token.
 
 Owns creating a user with a long random token (shown once; only its SHA-256 is stored:
-the token is random enough that a slow password hash would add nothing), checking a
-token, listing and disabling users. It does not know about cookies or sessions: the web
-layer keeps who is logged in.
+the token is random enough that a slow password hash would add nothing), checking a name
+and token, listing and disabling users, and each user's session generation: a console
+session is honoured only while it carries the user's current generation, so logging out
+(``end_sessions``) or disabling a user ends every session they had, server-side. Names
+follow ``notifier.characters``: no control or direction characters. It does not know
+about cookies or rate limits: the web layer keeps who is logged in and who tried.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 
 from sqlalchemy import select
 from sqlmodel import Session
 
+from notifier import characters
 from notifier.errors import NotFoundError, UsageError
 from notifier.models import User
 
 TOKEN_PREFIX = "ntf_"
-_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,100}")
+MAX_NAME = 100
 
 
 def hash_token(token: str) -> str:
@@ -28,9 +31,14 @@ def hash_token(token: str) -> str:
 
 
 def _check_name(name: str) -> str:
-    name = " ".join((name or "").split())
-    if not _NAME.fullmatch(name):
-        raise UsageError("a user name must be 1 to 100 characters, without control characters")
+    name = characters.strip_invisible(name or "")
+    problem = characters.problem(name)
+    name = " ".join(name.split())
+    if problem or not 1 <= len(name) <= MAX_NAME:
+        raise UsageError(
+            f"a user name must be 1 to {MAX_NAME} characters, without control or direction characters"
+            + (f" (this one {problem})" if problem else "")
+        )
     return name
 
 
@@ -46,8 +54,8 @@ def add(session: Session, name: str) -> tuple[User, str]:
     return user, token
 
 
-def authenticate(session: Session, token: str) -> User | None:
-    """The enabled user this token belongs to, or None."""
+def authenticate(session: Session, token: str, name: str | None = None) -> User | None:
+    """The enabled user this token belongs to (and, when given, whose name it is), or None."""
     token = (token or "").strip()
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
@@ -55,12 +63,33 @@ def authenticate(session: Session, token: str) -> User | None:
     user = session.execute(select(User).where(User.token_hash == digest)).scalars().first()
     if user is None or user.disabled or not hmac.compare_digest(user.token_hash, digest):
         return None
+    if name is not None and not same_name(user.name, name):
+        return None
     return user
 
 
-def get_active(session: Session, user_id: int) -> User | None:
+def same_name(stored: str, given: str) -> bool:
+    """Whether ``given`` (as typed at login) names the user ``stored``: spaces and case aside."""
+    return " ".join(stored.split()).casefold() == " ".join((given or "").split()).casefold()
+
+
+def get_active(session: Session, user_id: int, generation: int | None = None) -> User | None:
+    """The user, unless disabled or (with ``generation``) their sessions were ended since."""
     user = session.get(User, user_id)
-    return None if user is None or user.disabled else user
+    if user is None or user.disabled:
+        return None
+    if generation is not None and generation != user.session_generation:
+        return None
+    return user
+
+
+def end_sessions(session: Session, user_id: int) -> None:
+    """End every console session of this user (logging out does this, and so does ``disable``)."""
+    user = session.get(User, user_id)
+    if user is not None:
+        user.session_generation += 1
+        session.add(user)
+        session.flush()
 
 
 def list_users(session: Session) -> list[User]:
@@ -73,6 +102,7 @@ def disable(session: Session, name: str) -> User:
     if user is None:
         raise NotFoundError(f"No console user named {name!r} (see: notifier users list).")
     user.disabled = True
+    user.session_generation += 1
     session.add(user)
     session.flush()
     return user

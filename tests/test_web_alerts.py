@@ -3,17 +3,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import select
+import socket
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select as where
 
 from notifier import incidents
-from notifier.db import read_session
+from notifier.db import read_session, write_session
+from notifier.models import Message
 from notifier.web import create_app
 from tests.web_server import running
 
@@ -173,3 +180,163 @@ def test_label_names_come_from_the_config(config_path, database_url, engine, mon
         assert web.post(URL, json=payload(relabelled)).json()["actions"][0]["action"] == "declared"
     (incident,) = _open(engine)
     assert incident.services == ["edo"] and incident.regions == ["25"]
+
+
+# The token before the body, the body bounded --------------------------------------------------------
+
+BIG = 100 * 1024 * 1024
+
+
+def _rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _post_streaming(base_url: str, headers: dict[str, str], total: int = BIG) -> tuple[int, int]:
+    """POST ``total`` bytes from a raw socket, a chunk at a time, stopping as soon as the server
+    answers: (status, bytes the server let us send before it answered)."""
+    host, port = base_url.removeprefix("http://").split(":")
+    head = f"POST {URL} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {total}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    chunk, sent, answer = b"x" * 65536, 0, b""
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode())
+        sock.setblocking(False)
+        while sent < total and b"\r\n\r\n" not in answer:
+            readable, writable, _ = select.select([sock], [sock], [], 5)
+            if readable:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+            elif writable:
+                with contextlib.suppress(BlockingIOError, BrokenPipeError, ConnectionResetError):
+                    sent += sock.send(chunk)
+            else:
+                break
+        sock.setblocking(True)
+        while b"\r\n\r\n" not in answer:
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+    return int(answer.split(b" ", 2)[1]), sent
+
+
+def test_a_100_mb_body_without_a_token_is_refused_before_it_is_read(web, engine) -> None:
+    base = str(web.base_url).rstrip("/")
+    before = _rss_kb()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(_post_streaming(base, {}))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [status for status, _ in results] == [401] * 4
+    assert all(sent < BIG // 10 for _, sent in results), results  # answered long before the end
+    assert _rss_kb() - before < 20_000  # kB: four 100 MB bodies never landed in memory
+    assert _open(engine) == []
+
+
+def test_a_body_over_the_cap_with_the_token_is_413_without_being_read(web, engine) -> None:
+    base = str(web.base_url).rstrip("/")
+    status, sent = _post_streaming(base, {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 413 and sent < BIG // 10
+    chunked = web.post(URL, content=iter([b"[" + b" " * 65536] * 8))  # no Content-Length: counted as read
+    assert chunked.status_code == 413 and "KB" in chunked.json()["error"]["message"]
+    assert _open(engine) == []
+
+
+@pytest.mark.parametrize(
+    "body", ["not json", '{"status": "firing", "alerts": [{"status": "fi"ring"}]}', "\x00\x9b"]
+)
+def test_without_a_token_any_body_gets_401_not_a_parser_message(web, body) -> None:
+    response = web.post(URL, content=body, headers={"Authorization": "", "Content-Type": "application/json"})
+    assert response.status_code == 401 and "JSON" not in response.text and "Invalid" not in response.text
+
+
+# Re-fire after recovery ----------------------------------------------------------------------------
+
+
+def _status_notices(engine: Any, incident_id: int) -> list[Any]:
+    with read_session(engine) as session:
+        query = where(Message).where(Message.incident_id == incident_id, Message.kind == "status")
+        return list(session.execute(query).scalars())
+
+
+def test_a_refire_after_recovery_reopens_and_tells_the_audience(web, engine, make_subscriber) -> None:
+    make_subscriber(region="66", services=["tax-reporting"])
+    web.post(URL, json=payload(alert()))
+    web.post(URL, json=payload(alert(status="resolved"), status="resolved"))
+    response = web.post(URL, json=payload(alert()))
+    assert response.json()["actions"][0] == {
+        "action": "returned",
+        "incident": "INC-1",
+        "status": "identified",
+    }
+    (incident,) = _open(engine)
+    assert incident.status == "identified"
+    with read_session(engine) as session:
+        latest = incidents.timeline(session, incident.id)[-1]
+    assert (
+        latest.status == "identified"
+        and "проблема вернулась" in latest.message
+        and latest.author == "alertmanager"
+    )
+    unsent = [m for m in _status_notices(engine, incident.id) if m.state == "queued"]
+    assert [m.update_id for m in unsent] == [latest.id]  # the audience is told it broke again
+    again = web.post(URL, json=payload(alert()))
+    assert again.json()["actions"][0]["action"] == "none"  # Alertmanager's repeats change nothing more
+
+
+def test_a_refire_in_a_new_region_while_monitoring_reopens_and_widens(web, engine) -> None:
+    web.post(URL, json=payload(alert()))
+    web.post(URL, json=payload(alert(status="resolved"), status="resolved"))
+    action = web.post(URL, json=payload(alert(region="74"))).json()["actions"][0]
+    assert action["action"] == "returned and widened" and action["incident"] == "INC-1"
+    (incident,) = _open(engine)
+    assert incident.status == "identified" and incident.regions == ["66", "74"]
+
+
+def test_a_refire_after_resolution_opens_a_new_incident_naming_the_old_one(web, engine, config) -> None:
+    web.post(URL, json=payload(alert()))
+    with write_session(engine) as session:
+        incidents.resolve(session, config, "INC-1", cause="Диск", measures="Заменили", by="ivanova")
+    action = web.post(URL, json=payload(alert())).json()["actions"][0]
+    assert action["action"] == "declared" and action["incident"] == "INC-2" and action["follows"] == "INC-1"
+    (incident,) = _open(engine)
+    with read_session(engine) as session:
+        first = incidents.timeline(session, incident.id)[0]
+    assert "INC-1" in first.message and "повторился" in first.message
+    other = web.post(URL, json=payload(alert(service="edo", region="54"))).json()["actions"][0]
+    assert other["action"] == "declared" and "follows" not in other
+
+
+# Property: malformed JSON and control characters never make a 500 ----------------------------------
+
+_CONTROL = st.sampled_from(["\x00", "\x1b", "\x85", "\x9b", "\u2028", "\u202e", "\u200b", "\ud800"])
+
+
+def _corrupt(text: str, kind: str, at: int, char: str) -> str:
+    at = at % (len(text) + 1)
+    if kind == "quote":
+        return text[:at] + '"' + text[at:]
+    if kind == "cut":
+        return text[:at]
+    return text[:at] + char + text[at:]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_body, kind=st.sampled_from(["quote", "cut", "char"]), at=st.integers(0, 400), char=_CONTROL,
+       labels=st.dictionaries(st.sampled_from(["service", "region", "severity"]), st.text(_CONTROL, max_size=3)))  # fmt: skip
+def test_malformed_quotes_and_control_characters_get_a_4xx(web, body, kind, at, char, labels) -> None:
+    if isinstance(body, dict) and body.get("alerts"):
+        body["alerts"][0]["labels"] = {**body["alerts"][0]["labels"], **labels}
+    text = _corrupt(json.dumps(body), kind, at, char)
+    response = web.post(
+        URL, content=text.encode("utf-8", "surrogatepass"), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code < 500, response.text
+    assert "error" in response.json() or "actions" in response.json()

@@ -75,6 +75,7 @@ def _login(page: Any, site: str, engine: Any, name: str = "Ivanova") -> None:
         token = users.add(session, name)[1]
     page.goto(site + "/console")
     assert page.url.endswith("/console/login")
+    page.fill("#name", name)
     page.fill("#token", token)
     page.click("button:has-text('Log in')")
     page.wait_for_url(site + "/console")
@@ -187,3 +188,40 @@ def test_hotline_lookup_by_phone_and_a_promised_callback_becomes_overdue(
         page.reload()
         assert "OVERDUE" in page.inner_text("tr.callback.overdue")
         context.close()
+
+
+def test_pages_run_under_the_csp_with_nothing_blocked_and_logout_ends_the_session(
+    page, site, engine, make_subscriber
+) -> None:
+    """No inline script or style to block: the browser reports no CSP violation, the styles from
+    /static/ apply, the live count (a /static/ script) runs; logout kills a copied cookie."""
+    blocked: list[str] = []
+    page.on(
+        "console",
+        lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None,
+    )
+    make_subscriber(region="66")
+    page.goto(site + "/")
+    assert page.evaluate("getComputedStyle(document.body).fontFamily").startswith("system-ui")
+    _login(page, site, engine)
+    page.click("text=Declare an incident")
+    page.check("input[name=regions][value='66']")
+    page.wait_for_selector("#affected:has-text('Affected subscribers: 1 of 1')")
+    page.fill("#title", "Сбой")
+    page.click("button:has-text('Declare and notify')")
+    page.wait_for_url("**/console/incidents/INC-1")
+    page.fill("#cause", "Диск")
+    page.fill("#measures", "Замена")
+    page.click("button:has-text('Preview the apology')")
+    assert page.frame_locator("iframe").locator("body").inner_text()
+    assert blocked == []
+    cookies = page.context.cookies()
+    page.goto(site + "/console")
+    page.click("button:has-text('Log out')")
+    page.wait_for_url("**/console/login")
+    thief = page.context.browser.new_context()
+    thief.add_cookies(cookies)
+    stolen = thief.new_page()
+    stolen.goto(site + "/console")
+    assert stolen.url.endswith("/console/login")
+    thief.close()

@@ -39,7 +39,8 @@ def console(base_url: str, token: str) -> Iterator[httpx.Client]:
     """A logged-in client; ``console.csrf`` is its session's CSRF token."""
     with httpx.Client(base_url=base_url, timeout=20) as client:
         form = client.get("/console/login")
-        response = client.post("/console/login", data={"token": token, "csrf_token": _csrf(form.text)})
+        data = {"name": "Ivanova", "token": token, "csrf_token": _csrf(form.text)}
+        response = client.post("/console/login", data=data)
         assert response.status_code == 303 and response.headers["location"] == "/console"
         client.csrf = _csrf(client.get("/console").text)  # type: ignore[attr-defined]
         yield client
@@ -91,7 +92,9 @@ def test_the_console_refuses_without_a_session(base_url, engine) -> None:
 def test_a_wrong_token_does_not_log_in(base_url) -> None:
     with httpx.Client(base_url=base_url) as client:
         form = client.get("/console/login")
-        response = client.post("/console/login", data={"token": "ntf_guess", "csrf_token": _csrf(form.text)})
+        response = client.post(
+            "/console/login", data={"name": "Ivanova", "token": "ntf_guess", "csrf_token": _csrf(form.text)}
+        )
         assert response.status_code == 401 and "not valid" in response.text
         assert client.get("/console").status_code == 303
 
@@ -107,7 +110,7 @@ def test_a_form_without_its_csrf_token_is_refused(console, engine) -> None:
 
 def test_login_itself_needs_the_csrf_token(base_url, token) -> None:
     with httpx.Client(base_url=base_url) as client:
-        assert client.post("/console/login", data={"token": token}).status_code == 403
+        assert client.post("/console/login", data={"name": "Ivanova", "token": token}).status_code == 403
 
 
 def test_logout_ends_the_session(console) -> None:
@@ -220,3 +223,124 @@ def test_hotline_finds_a_caller_by_phone_and_logs_a_call_with_a_callback(
     callbacks = console.get("/console/callbacks").text
     assert "Не уходит отчёт" in callbacks and "Ivanova" in callbacks and "OVERDUE" not in callbacks
     assert console.post("/console/hotline/calls", data={"note": "x", "caller_phone": "1"}).status_code == 403
+
+
+# Logins: limited, logged, locked; logout ends the session on the server ---------------------------
+
+
+def _try_login(client: httpx.Client, name: str, token: str) -> httpx.Response:
+    form = client.get("/console/login")
+    return client.post("/console/login", data={"name": name, "token": token, "csrf_token": _csrf(form.text)})
+
+
+def test_failed_logins_are_logged_and_lock_the_name_for_a_while(base_url, token, engine, caplog) -> None:
+    caplog.set_level("INFO", logger="notifier.console")
+    with httpx.Client(base_url=base_url) as client:
+        for attempt in range(5):
+            response = _try_login(client, "Ivanova", f"ntf_guess{attempt}")
+            assert response.status_code == 401 and "not valid" in response.text
+        failures = [r.getMessage() for r in caplog.records if "login failed" in r.getMessage()]
+        assert len(failures) == 5 and "'Ivanova' from 127.0.0.1" in failures[0] and "(5 of 5" in failures[-1]
+        locked = _try_login(client, "ivanova", token)  # even the right token, in any case
+        assert locked.status_code == 429 and "locked for 15 minutes" in locked.text
+        assert 0 < int(locked.headers["retry-after"]) <= 15 * 60
+        assert client.get("/console").status_code == 303  # not logged in
+    with write_session(engine) as session:
+        users.add(session, "Petrov")
+    with httpx.Client(base_url=base_url) as other:
+        assert _try_login(other, "Petrov", "ntf_wrong").status_code == 401  # other names are not locked
+
+
+def test_a_token_only_logs_in_under_its_own_name(base_url, token, engine) -> None:
+    with write_session(engine) as session:
+        users.add(session, "Petrov")
+    with httpx.Client(base_url=base_url) as client:
+        assert _try_login(client, "Petrov", token).status_code == 401
+        assert _try_login(client, "", token).status_code == 401
+        assert _try_login(client, "  ivanova ", token).status_code == 303
+
+
+def test_one_address_is_limited_whatever_names_it_tries(base_url, token) -> None:
+    with httpx.Client(base_url=base_url) as client:
+        for n in range(20):
+            assert _try_login(client, f"guess-{n}", "ntf_x").status_code == 401
+        refused = _try_login(client, "Ivanova", token)
+        assert refused.status_code == 429 and "from your address" in refused.text
+
+
+def test_logout_ends_the_session_even_for_a_copied_cookie(base_url, console) -> None:
+    cookie = next(c for c in console.cookies.jar if c.name == "notifier_console").value
+    with httpx.Client(base_url=base_url) as thief:
+        thief.cookies.set("notifier_console", cookie, path="/console")
+        assert thief.get("/console").status_code == 200
+        assert console.post("/console/logout", data={"csrf_token": console.csrf}).status_code == 303
+        assert thief.get("/console").status_code == 303  # the copy is dead too
+        assert thief.get("/console").headers["location"] == "/console/login"
+
+
+def test_logging_in_again_after_logout_works(base_url, console, token) -> None:
+    console.post("/console/logout", data={"csrf_token": console.csrf})
+    assert _try_login(console, "Ivanova", token).status_code == 303
+    assert console.get("/console").status_code == 200
+
+
+# Bad input on the console: 4xx, never a 500 ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("number", ["99999999999999999999999", "2147483648", "0", "abc", "²"])
+def test_a_callback_number_that_cannot_exist_is_404(console, number) -> None:
+    response = console.post(
+        f"/console/callbacks/{number}/done", data={"csrf_token": console.csrf, "outcome": "x"}
+    )
+    assert response.status_code == 404 and "No callback" in response.text
+
+
+def test_a_huge_form_is_413_without_being_read(base_url) -> None:
+    with httpx.Client(base_url=base_url, timeout=20) as client:
+        response = client.post("/console/login", content=b"token=" + b"x" * (5 * 1024 * 1024),
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+        assert response.status_code == 413 and "larger than 1024 KB" in response.text
+
+
+def test_a_user_name_with_direction_characters_is_refused(engine) -> None:
+    from notifier.errors import UsageError
+
+    with pytest.raises(UsageError, match="direction"), write_session(engine) as session:
+        users.add(session, "Iva\u202enova")
+
+
+# Content-Security-Policy: no inline code anywhere ----------------------------------------------------
+
+
+def test_no_page_allows_inline_scripts_or_styles(console, base_url) -> None:
+    _declare(console)
+    pages = [console.get(path) for path in ("/console", "/console/declare", "/console/incidents/INC-1",
+                                            "/console/login", "/console/hotline", "/console/callbacks")]  # fmt: skip
+    with httpx.Client(base_url=base_url) as public:
+        pages += [public.get(path) for path in ("/", "/unsubscribe/x.y", "/nowhere", "/api/v2/summary.json")]
+    for response in pages:
+        policy = response.headers["content-security-policy"]
+        assert "unsafe-inline" not in policy and "script-src 'self'" in policy, response.url
+        assert (
+            "<script>" not in response.text
+            and "<style" not in response.text
+            and "style=" not in response.text
+        )
+    css = console.get("/static/notifier.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert console.get("/static/declare.js").status_code == 200
+
+
+def test_the_preview_alone_allows_the_letters_inline_styles_and_no_script(console) -> None:
+    _declare(console)
+    page = console.post(
+        "/console/incidents/INC-1/preview", data={"csrf_token": console.csrf, "cause": "c", "measures": "m"}
+    )
+    policy = page.headers["content-security-policy"]
+    assert "style-src 'self' 'unsafe-inline'" in policy and "script-src 'none'" in policy
+
+
+def test_the_api_docs_are_off_and_the_openapi_document_stays(base_url) -> None:
+    with httpx.Client(base_url=base_url) as client:
+        assert client.get("/api/docs").status_code == 404
+        assert client.get("/api/openapi.json").json()["paths"]

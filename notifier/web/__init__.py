@@ -3,7 +3,10 @@ unsubscribe, the support console and the alert webhook, as one FastAPI app.
 
 ``create_app(config, engine)`` is the only entry point: settings are passed in (nothing is
 read at import time), the signing secret and the alert token are read from the environment
-once, here. The app holds no state besides ``app.state``; business state is in the database.
+once, here. Every page is served under a Content-Security-Policy without 'unsafe-inline':
+styles and scripts are files under ``/static/`` (``templates/web/static/``); request bodies
+are bounded (``bodies``); the interactive API docs are off (their assets would come from a
+CDN the policy blocks): the OpenAPI document stays at ``/api/openapi.json``. The app holds no state besides ``app.state``; business state is in the database.
 Routes live one module per concern: ``public``, ``api``, ``feed``, ``unsubscribe``,
 ``console`` (and ``console_hotline``), ``alerts``; shared dependencies in ``deps``.
 """
@@ -14,26 +17,32 @@ import hashlib
 import hmac
 import importlib.util
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.engine import Engine
+from starlette.datastructures import MutableHeaders
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.staticfiles import StaticFiles
 
+from notifier.characters import display_email
 from notifier.config import Config, default_templates_dir
 from notifier.models import utcnow
 from notifier.rendering import Renderer
 from notifier.web import text
+from notifier.web.bodies import BodyLimit
+from notifier.web.logins import LoginGuard
 
 __all__ = ["create_app"]
 
 SESSION_COOKIE = "notifier_console"
 _CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
 )
 
 
@@ -46,21 +55,36 @@ def _templates(config: Config, locale: str) -> Jinja2Templates:
         company=config.notifier.company.get(locale),
         region_name=lambda code: config.regions[code].name.get(locale) if code in config.regions else code,
         service_name=lambda code: config.services[code].name.get(locale) if code in config.services else code,
+        shown_email=display_email,
     )  # fmt: skip
     return templates
 
 
-async def _security_headers(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    response = await call_next(request)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")  # unsubscribe tokens live in URLs
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Content-Security-Policy", _CSP)
-    if request.url.path.startswith(("/console", "/unsubscribe")):
-        response.headers["Cache-Control"] = "no-store"
-    return response
+class SecurityHeaders:
+    """Every response gets the security headers (a route may set its own CSP); the console's
+    and the unsubscribe pages are never cached. Plain ASGI: it wraps nothing but ``send``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        private = scope["path"].startswith(("/console", "/unsubscribe"))
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("Referrer-Policy", "no-referrer")  # unsubscribe tokens live in URLs
+                headers.setdefault("X-Frame-Options", "DENY")
+                headers.setdefault("Content-Security-Policy", _CSP)
+                if private:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
@@ -76,7 +100,7 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
     app = FastAPI(
         title=f"{config.notifier.company.get(locale)}: status API",
         summary="Statuspage-compatible status API, Atom feed and Alertmanager webhook.",
-        docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json",
+        docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
     )  # fmt: skip
     app.state.config, app.state.engine, app.state.clock = config, engine, clock
     app.state.secret = secret
@@ -85,15 +109,20 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
     app.state.t = text.translator(locale)
     app.state.local = text.local_time(config, locale)
     app.state.renderer = Renderer(config)
+    app.state.logins = LoginGuard()
 
+    app.add_middleware(BodyLimit)  # innermost: it raises in the route that reads too much
     session_key = hmac.new(secret, b"notifier:console-session", hashlib.sha256).hexdigest()
     app.add_middleware(
         SessionMiddleware, secret_key=session_key, session_cookie=SESSION_COOKIE, path="/console",
         max_age=12 * 3600, same_site="lax", https_only=config.notifier.public_base_url.startswith("https://"),
     )  # fmt: skip
     app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_credentials=False)
-    app.middleware("http")(_security_headers)
+    app.add_middleware(SecurityHeaders)
     errors.install(app)
+    app.mount(
+        "/static", StaticFiles(directory=str(default_templates_dir() / "web" / "static")), name="static"
+    )
 
     app.include_router(public.router)
     app.include_router(api.router)

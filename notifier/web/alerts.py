@@ -3,10 +3,17 @@ declares incidents.
 
 A firing alert labelled with a ``service`` and a ``region`` declares an incident for that
 service, or widens the open one to the region; a resolved alert moves the open incident to
-monitoring (a person resolves it: the apology needs a cause and measures). Alertmanager
-repeats notifications, so every step is idempotent. Requests carry
-``Authorization: Bearer <token>``, the token taken from the environment variable
-``[serve].alert_token_env`` names. Bad payloads get a 4xx JSON reason, never a 500.
+monitoring (a person resolves it: the apology needs a cause and measures). A firing alert
+for an incident in monitoring means the problem has returned: the incident goes back to
+identified with a public update saying so, which goes to its audience; one that fires after
+the incident was resolved opens a new incident whose first update names the old one.
+Alertmanager repeats notifications, so every step is idempotent.
+
+Requests carry ``Authorization: Bearer <token>``, the token taken from the environment
+variable ``[serve].alert_token_env`` names. The token is checked from the headers before a
+byte of the body is read (401, whatever the body); the body is then read up to
+``MAX_BODY`` (413 past it, the rest never read) and parsed. Bad payloads get a 4xx JSON
+reason, never a 500.
 Titles and messages are written here, never copied from alert annotations: annotations
 are for engineers, incident titles go to subscribers.
 """
@@ -14,21 +21,26 @@ are for engineers, incident titles go to subscribers.
 from __future__ import annotations
 
 import hmac
+import json
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from notifier import incidents
 from notifier.config import SEVERITIES, Config
 from notifier.db import write_session
 from notifier.models import Incident
 from notifier.rendering import Renderer
+from notifier.web.bodies import read_body
 from notifier.web.deps import ConfigDep, EngineDep, NowDep
 
 SEVERITY_LABEL = "severity"
+MAX_BODY = 256 * 1024  # Alertmanager's notifications are a few KB; 1,000 alerts fit
+RECURRENCE_WINDOW = timedelta(days=30)  # a re-fire this soon after a resolution names the old incident
 
 
 def _where(config: Config, alert: Alert) -> tuple[str | None, str | None]:
@@ -43,6 +55,14 @@ _TITLE = {"ru": "Нарушена работа сервиса «{name}»", "en":
 _RECOVERED = {
     "ru": "По данным мониторинга, работа восстановилась. Следим за стабильностью.",
     "en": "Monitoring shows the service has recovered. We are watching it closely.",
+}
+_RETURNED = {
+    "ru": "Мониторинг снова фиксирует сбой: проблема вернулась. Продолжаем работать над ней.",
+    "en": "Monitoring shows the problem has returned. We are working on it again.",
+}
+_RECURRED = {
+    "ru": "Похоже, сбой {ref} повторился: мониторинг снова фиксирует проблему. Разбираемся.",
+    "en": "It looks like {ref} has returned: monitoring shows the problem again. We are looking into it.",
 }
 
 
@@ -114,10 +134,37 @@ router = APIRouter(prefix="/api/alerts", tags=["alerts"], dependencies=[Depends(
 
 
 @router.post("/alertmanager", response_model=AlertResult, responses={
-    401: {"description": "missing or wrong bearer token"}, 422: {"description": "nothing in the payload could be used"},
+    401: {"description": "missing or wrong bearer token (checked before the body is read)"},
+    413: {"description": f"the body is larger than {MAX_BODY // 1024} KB"},
+    422: {"description": "nothing in the payload could be used"},
     503: {"description": "the webhook has no token configured"}})  # fmt: skip
-def alertmanager(payload: AlertmanagerPayload, engine: EngineDep, config: ConfigDep, now: NowDep) -> Any:
-    """Declare, widen or calm incidents from Alertmanager alerts labelled with service and region."""
+async def alertmanager(request: Request, engine: EngineDep, config: ConfigDep, now: NowDep) -> Any:
+    """Declare, widen, calm or reopen incidents from Alertmanager alerts labelled with service and region.
+
+    The body is Alertmanager's webhook payload (version 4), at most 256 KB.
+    """
+    payload = _parse(await read_body(request, MAX_BODY))
+    if isinstance(payload, JSONResponse):
+        return payload
+    return await run_in_threadpool(_act, payload, engine, config, now)
+
+
+def _parse(body: bytes) -> AlertmanagerPayload | JSONResponse:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return _refuse(400, f"The body is not JSON: {exc}")
+    try:
+        return AlertmanagerPayload.model_validate(data)
+    except ValidationError as exc:
+        reasons = []
+        for error in exc.errors()[:5]:
+            where = ".".join(str(part) for part in error.get("loc", ()))
+            reasons.append(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg")))
+        return _refuse(422, "Invalid payload: " + "; ".join(reasons))
+
+
+def _act(payload: AlertmanagerPayload, engine: Any, config: Config, now: datetime) -> Any:
     usable, ignored = [], []
     for index, alert in enumerate(payload.alerts):
         reason = _check(config, alert)
@@ -153,24 +200,59 @@ def _fire(
 ) -> dict[str, Any]:  # fmt: skip
     service, region = _where(config, alert)
     if incident is None:
-        locale = config.notifier.default_locale
-        severity = alert.labels.get(SEVERITY_LABEL, "major")
-        started = alert.startsAt if alert.startsAt and alert.startsAt.tzinfo else None
-        if started is not None and not (now - timedelta(days=7) <= started <= now):
-            started = None
-        result = incidents.declare(
-            session, config, title=_TITLE[locale].format(name=config.services[service].name.get(locale)),
-            regions=[region], services=[service], severity=severity if severity in SEVERITIES else "major",
-            started_at=started, by=BY, now=now,
-        )  # fmt: skip
-        open_incidents.insert(0, result.incident)
-        return {"action": "declared", "incident": result.incident.ref, "affected": result.affected}
+        return _declare(session, config, alert, open_incidents, now)
+    action: dict[str, Any] = {"action": "none", "incident": incident.ref, "reason": "already covered"}
+    if incident.status == "monitoring":  # it had recovered: subscribers must hear it broke again
+        message = _RETURNED[config.notifier.default_locale]
+        incidents.post_update(
+            session, config, incident.id, status="identified", message=message, by=BY, now=now
+        )  # type: ignore[arg-type]
+        action = {"action": "returned", "incident": incident.ref, "status": "identified"}
     if region in incident.regions:
-        return {"action": "none", "incident": incident.ref, "reason": "already covered"}
+        return action
     result = incidents.widen_scope(
         session, config, incident.id, add_regions=[region], add_services=[], by=BY, now=now
     )  # type: ignore[arg-type]
-    return {"action": "widened", "incident": incident.ref, "added": result.added, "affected": result.affected}
+    widened = {"incident": incident.ref, "added": result.added, "affected": result.affected}
+    return {
+        **action,
+        **widened,
+        "action": "returned and widened" if action["action"] == "returned" else "widened",
+    }
+
+
+def _declare(
+    session: Any, config: Config, alert: Alert, open_incidents: list[Incident], now: datetime
+) -> dict[str, Any]:
+    """A new incident; when the same service and region had one resolved lately, its first
+    public update says the problem is back and names that one."""
+    service, region = _where(config, alert)
+    locale = config.notifier.default_locale
+    severity = alert.labels.get(SEVERITY_LABEL, "major")
+    started = alert.startsAt if alert.startsAt and alert.startsAt.tzinfo else None
+    if started is not None and not (now - timedelta(days=7) <= started <= now):
+        started = None
+    earlier = _resolved_lately(session, service, region, now)  # type: ignore[arg-type]
+    result = incidents.declare(
+        session, config, title=_TITLE[locale].format(name=config.services[service].name.get(locale)),
+        regions=[region], services=[service], severity=severity if severity in SEVERITIES else "major",
+        message=_RECURRED[locale].format(ref=earlier.ref) if earlier else "", started_at=started, by=BY, now=now,
+    )  # fmt: skip
+    open_incidents.insert(0, result.incident)
+    action = {"action": "declared", "incident": result.incident.ref, "affected": result.affected}
+    return {**action, "follows": earlier.ref} if earlier else action
+
+
+def _resolved_lately(session: Any, service: str, region: str, now: datetime) -> Incident | None:
+    """The newest incident over ``service`` and ``region`` resolved within ``RECURRENCE_WINDOW``."""
+    for incident in incidents.list_incidents(session, limit=200):  # newest first
+        if incident.status != "resolved" or incident.resolved_at is None:
+            continue
+        if incident.resolved_at < now - RECURRENCE_WINDOW:
+            continue
+        if region in incident.regions and (not incident.services or service in incident.services):
+            return incident
+    return None
 
 
 def _calm(session: Any, config: Config, incident: Incident, now: datetime) -> dict[str, Any]:

@@ -1,11 +1,14 @@
 """The support console under ``/console``: log in with a personal token, run incidents.
 
-Owns the console's routes: login and logout, the incident list with delivery progress,
+Owns the console's routes: login (a user name and a personal token; failures limited per
+address and per name by ``logins``) and logout (which ends the user's sessions on the
+server, see ``users.end_sessions``), the incident list with delivery progress,
 declaring (with a live count of the affected), posting updates, widening scope, resolving
 with cause, measures and compensation, and previewing the apology exactly as a subscriber
 would get it before it is sent. Every change goes through ``notifier.incidents`` with the
-logged-in user as ``by``. Sessions live in a signed cookie scoped to ``/console``; every
-POST (login included) must carry the session's CSRF token (checked router-wide).
+logged-in user as ``by``. Sessions live in a signed cookie scoped to ``/console`` that
+carries the user's session generation; every POST (login included) must carry the session's
+CSRF token (checked router-wide).
 """
 
 from __future__ import annotations
@@ -33,10 +36,18 @@ from notifier.web.deps import (
     check_csrf,
     csrf_token,
 )
+from notifier.web.logins import LoginGuard
 from notifier.web.preview import apology_preview
 
 router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(check_csrf)])
 Text = Annotated[str, Form(max_length=20_000)]
+Name = Annotated[str, Form(max_length=users.MAX_NAME)]
+# The preview's iframe shows the letter's HTML, whose styles are inline (mail clients need them);
+# scripts stay forbidden (the iframe is sandboxed too).
+PREVIEW_CSP = (
+    "default-src 'self'; script-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
 Codes = Annotated[list[str], Form()]
 
 
@@ -102,19 +113,36 @@ def login_form(request: Request, templates: TemplatesDep) -> Response:
 
 
 @router.post("/login", response_class=HTMLResponse)
-def login(request: Request, engine: EngineDep, templates: TemplatesDep, token: Text = "") -> Response:
+def login(
+    request: Request, engine: EngineDep, templates: TemplatesDep, name: Name = "", token: Text = ""
+) -> Response:
+    guard: LoginGuard = request.app.state.logins
+    address = request.client.host if request.client else "unknown"
+    locked = guard.locked(address, name)
+    if locked is not None:
+        response = page(request, templates, "login.html", status_code=429, error=locked.message, login_name=name)
+        response.headers["Retry-After"] = str(locked.retry_after)
+        return response
     with read_session(engine) as session:
-        user = users.authenticate(session, token)
+        user = users.authenticate(session, token, name=name) if name.strip() else None
     if user is None:
-        return page(request, templates, "login.html", status_code=401, error="That token is not valid.")
+        guard.failed(address, name)
+        return page(request, templates, "login.html", status_code=401, login_name=name,
+                    error="That name and token are not valid.")  # fmt: skip
+    guard.succeeded(address, user.name)
     request.session.clear()
-    request.session["uid"] = user.id
+    request.session.update(uid=user.id, gen=user.session_generation)
     csrf_token(request)  # a fresh token for the new session
     return redirect(request, "/console", f"Logged in as {user.name}.")
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
+def logout(request: Request, engine: EngineDep) -> Response:
+    """End this user's sessions on the server (every browser and copied cookie), then this one."""
+    user_id = request.session.get("uid")
+    if isinstance(user_id, int):
+        with write_session(engine) as session:
+            users.end_sessions(session, user_id)
     request.session.clear()
     return RedirectResponse("/console/login", status_code=303)
 
@@ -257,8 +285,10 @@ def preview(
         compensation=compensation, locale=locale or config.notifier.default_locale,
         now=request.app.state.clock(),
     )  # fmt: skip
-    return page(
+    response = page(
         request, templates, "preview.html", user=user, incident=incident, rendered=rendered, sample=sample,
         form={"cause": cause, "measures": measures, "compensation": compensation}, then=then,
         locale=locale or config.notifier.default_locale,
     )  # fmt: skip
+    response.headers["Content-Security-Policy"] = PREVIEW_CSP
+    return response

@@ -17,12 +17,13 @@ from fastapi.responses import HTMLResponse, Response
 
 from notifier import hotline
 from notifier.db import write_session
-from notifier.errors import UsageError
+from notifier.errors import CallbackNotFound, UsageError
 from notifier.web.console import page, redirect
 from notifier.web.deps import ConfigDep, EngineDep, NowDep, ReadSession, TemplatesDep, UserDep, check_csrf
 
 router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(check_csrf)])
 Text = Annotated[str, Form(max_length=5000)]
+MAX_ID = 2**31 - 1  # the largest id a row can have on PostgreSQL
 
 
 @router.get("/hotline", response_class=HTMLResponse)
@@ -68,8 +69,10 @@ def callbacks_page(
 
 @router.post("/callbacks/{callback_id}/done")
 def close_callback(
-    request: Request, callback_id: int, user: UserDep, engine: EngineDep, now: NowDep, outcome: Text = ""
+    request: Request, callback_id: str, user: UserDep, engine: EngineDep, now: NowDep, outcome: Text = ""
 ) -> Response:
+    if not (callback_id.isascii() and callback_id.isdigit()) or not 1 <= int(callback_id) <= MAX_ID:
+        raise CallbackNotFound(callback_id[:30])
     with write_session(engine) as session:
-        hotline.close_callback(session, callback_id, outcome, by=user.name, now=now)
+        hotline.close_callback(session, int(callback_id), outcome, by=user.name, now=now)
     return redirect(request, "/console/callbacks", f"Callback #{callback_id} closed.")

@@ -62,12 +62,13 @@ class ConsoleUser:
 
 
 def current_user(request: Request, engine: EngineDep) -> ConsoleUser:
-    """The logged-in console user; LoginRequired if there is none (or they were disabled)."""
-    user_id = request.session.get("uid")
-    if not isinstance(user_id, int):
+    """The logged-in console user; LoginRequired if there is none, or they were disabled, or
+    their sessions were ended since this one began (they logged out, anywhere)."""
+    user_id, generation = request.session.get("uid"), request.session.get("gen")
+    if not isinstance(user_id, int) or not isinstance(generation, int):
         raise LoginRequired()
     with read_session(engine) as session:
-        user = users.get_active(session, user_id)
+        user = users.get_active(session, user_id, generation)
     if user is None:
         request.session.clear()
         raise LoginRequired()

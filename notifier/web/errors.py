@@ -1,7 +1,8 @@
 """How failures look on the web: a 4xx page (or JSON under ``/api``) with a message for people.
 
 Owns mapping the NotifierError family to HTTP statuses, the console's own refusals (no
-session, bad CSRF token), the 404 page, and a last-resort 500 page that shows no
+session, bad CSRF token, too many failed logins), a body too large (413), the 404 page,
+and a last-resort 500 page that shows no
 traceback. Pages built here show only the error's message and never request data.
 """
 
@@ -22,6 +23,7 @@ from notifier.errors import (
     NotifierError,
     TemplateProblem,
 )
+from notifier.web.bodies import BodyTooLarge
 
 log = logging.getLogger("notifier.web")
 
@@ -59,6 +61,18 @@ def error_response(request: Request, status: int, title: str, message: str) -> R
     )
 
 
+def _body_too_large(exc: BaseException | None) -> BodyTooLarge | None:
+    """The BodyTooLarge behind ``exc``, however many wrappers deep (groups, causes)."""
+    for _ in range(10):
+        if exc is None or isinstance(exc, BodyTooLarge):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            exc = next((found for e in exc.exceptions if (found := _body_too_large(e))), None)
+        else:
+            exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that keep every failure a readable 4xx (or a bare 5xx)."""
     t = app.state.t
@@ -75,6 +89,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        too_large = _body_too_large(exc.__cause__)  # FastAPI's form parsing wraps it in a 400
+        if too_large is not None:
+            return await _too_large(request, too_large)
         if exc.status_code == 404:
             return error_response(request, 404, t("Page not found"), t("There is no page at this address."))
         message = exc.detail if isinstance(exc.detail, str) else t("The request could not be completed.")
@@ -97,6 +114,12 @@ def install(app: FastAPI) -> None:
         if request.method == "GET" and not wants_json(request) and not request.url.path.endswith("/affected"):
             return RedirectResponse("/console/login", status_code=303)
         return error_response(request, 401, "Login required", "Log in to the console first.")
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> Response:
+        response = error_response(request, 413, t("Something went wrong"), str(exc))
+        response.headers["Connection"] = "close"  # the rest of the body is never read
+        return response
 
     @app.exception_handler(CsrfFailed)
     async def _csrf_failed(request: Request, exc: CsrfFailed) -> Response:
