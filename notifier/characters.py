@@ -11,7 +11,7 @@ texts, console user names) and every output path (the terminal, the console) app
   joiner, soft hyphen, BOM, Hangul fillers): copy-paste leftovers that only make two
   equal names look different to a computer;
 * **escaped on output**: ``for_terminal`` shows any of them still in the database as
-  ``<U+202E>`` instead of letting a terminal obey them.
+  ``<U+202E>`` instead of letting a terminal obey them (``defused``: as U+FFFD, for HTML).
 
 It also decides when an e-mail domain is shown in its ASCII (``xn--``) form: when its
 letters are not all of one script, a look-alike (``аррӏе.com``, Cyrillic) could pass for
@@ -87,6 +87,14 @@ def for_terminal(value: str, *, keep_line_breaks: bool = True) -> str:
         return value
     pattern = _UNSHOWABLE_MULTILINE_RE if keep_line_breaks else _UNSHOWABLE_RE
     return pattern.sub(lambda match: f"<{code_point(match.group())}>", value)
+
+
+def defused(value: str, replacement: str = "\ufffd") -> str:
+    """``value`` with every control, direction or invisible character (but tab and line breaks)
+    replaced by ``replacement``: for HTML, where ``<U+202E>`` would look like a tag."""
+    if value.isascii() and value.isprintable():
+        return value
+    return _UNSHOWABLE_MULTILINE_RE.sub(replacement, value)
 
 
 def _script(char: str) -> str:

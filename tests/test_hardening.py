@@ -128,3 +128,9 @@ def test_serve_on_an_address_that_is_not_here_is_one_line(config_path):
     done = _serve(config_path, "--host", "no-such-host.invalid")
     assert done.returncode == 2 and done.stderr.startswith("error: cannot listen on no-such-host.invalid:")
     assert done.stderr.count("\n") == 1
+
+
+def test_hotline_lookup_shows_a_look_alike_domain_in_ascii(cli, make_subscriber):
+    make_subscriber(name="Apple Billing", email="billing@аррӏе.com", phone="+79125550078")
+    shown = cli("hotline", "lookup", "+79125550078").stdout
+    assert "billing@xn--80ak6aa92e.com" in shown and "аррӏе" not in shown

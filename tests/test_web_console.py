@@ -344,3 +344,12 @@ def test_the_api_docs_are_off_and_the_openapi_document_stays(base_url) -> None:
     with httpx.Client(base_url=base_url) as client:
         assert client.get("/api/docs").status_code == 404
         assert client.get("/api/openapi.json").json()["paths"]
+
+
+def test_pages_defuse_stored_direction_characters_and_show_look_alike_domains_in_ascii(
+    console, make_subscriber
+) -> None:
+    make_subscriber(name="Ива\u202eнова\x9b", email="billing@аррӏе.com", phone="+79125550077", region="66")
+    page = console.get("/console/hotline", params={"q": "+79125550077"}).text
+    assert "\u202e" not in page and "\x9b" not in page and "Ива\ufffdнова\ufffd" in page
+    assert "billing@xn--80ak6aa92e.com" in page and "аррӏе" not in page

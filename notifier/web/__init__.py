@@ -24,12 +24,13 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from sqlalchemy.engine import Engine
 from starlette.datastructures import MutableHeaders
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.staticfiles import StaticFiles
 
-from notifier.characters import display_email
+from notifier.characters import defused, display_email
 from notifier.config import Config, default_templates_dir
 from notifier.models import utcnow
 from notifier.rendering import Renderer
@@ -46,9 +47,18 @@ _CSP = (
 )
 
 
+def _shown(value: Any) -> Any:
+    """Every value a page prints, with control and direction characters (stored before they were
+    refused) made visible as U+FFFD instead of reordering the page around them."""
+    if isinstance(value, Markup):
+        return Markup(defused(str(value)))
+    return defused(value) if isinstance(value, str) else value
+
+
 def _templates(config: Config, locale: str) -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(default_templates_dir() / "web"))
     env = templates.env
+    env.finalize = _shown
     env.globals.update(
         t=text.translator(locale), label=text.translator(locale), local=text.local_time(config, locale),
         duration=text.duration(locale), config=config, locale=locale,
