@@ -12,7 +12,7 @@ import math
 import os
 import re
 import tomllib
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -400,6 +400,161 @@ class IvrSection(_Section):
         return value
 
 
+_CLOCK_RE = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-3]):([0-5]\d)\s*$")
+_PLACEHOLDER_RE = re.compile(r"\{(\w+)\}")
+SMS_FIELDS = ("to", "text", "sender", "report_url", "id", "coding", "token")  # an HTTP API's placeholders
+
+
+def _secret_from_env(name: str, key: str, what: str) -> str:
+    value = os.environ.get(name, "") if name else ""
+    if not value:
+        shown = name or "(none)"
+        raise ConfigError(f"{key} names the environment variable {shown}, which is not set: it holds {what}.")
+    return value
+
+
+class KannelGateway(_Section):
+    """Kannel's smsbox ``sendsms`` interface (``[sms.kannel]``)."""
+
+    url: str = "http://127.0.0.1:13013/cgi-bin/sendsms"
+    username: str = "notifier"  # a sendsms-user group of kannel.conf ...
+    password_env: str = "NOTIFIER_KANNEL_PASSWORD"  # ... whose password this env var holds
+    # Delivery reports wanted: 1 delivered, 2 failed, 4 buffered, 8 taken by the SMSC, 16 refused by it.
+    dlr_mask: int = Field(31, ge=0, le=31)
+    smsc: str = ""  # route through this smsc-id; empty: Kannel's own routing
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL such as http://127.0.0.1:13013/cgi-bin/sendsms")
+        return value
+
+    def password(self) -> str:
+        """The sendsms-user's password, from the environment variable ``password_env`` names."""
+        return _secret_from_env(self.password_env, "[sms.kannel].password_env", "the sendsms-user's password")
+
+
+class HttpSmsApi(_Section):
+    """A commercial HTTP SMS API, described instead of programmed (``[sms.http]``).
+
+    ``fields`` is the request body (JSON or form); its values may hold the placeholders
+    ``{to}``, ``{text}``, ``{sender}``, ``{report_url}``, ``{id}``, ``{coding}``. The token comes
+    from ``token_env`` and goes into the ``auth_header`` (``auth_scheme`` first, e.g. Bearer).
+    Delivery reports the API posts to ``{report_url}`` are read by the ``report_*`` keys.
+    """
+
+    url: str
+    encoding: Literal["json", "form"] = "json"
+    token_env: str = ""
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"  # the header is "<scheme> <token>"; empty: the token alone
+    fields: dict[str, str] = {"to": "{to}", "text": "{text}", "from": "{sender}", "callback_url": "{report_url}"}  # fmt: skip
+    refused_statuses: list[int] = []  # HTTP statuses that mean "this number is refused"
+    report_status_field: str = "status"  # in the report's JSON or form body (or query string)
+    report_code_field: str = "error_code"
+    delivered: list[str] = ["delivered"]
+    failed: list[str] = ["failed", "undelivered", "rejected"]
+    expired: list[str] = ["expired"]
+    refused_codes: list[str] = []  # a failed report with one of these codes marks the number bad
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("fields")
+    @classmethod
+    def _placeholders(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, template in value.items():
+            for name in _PLACEHOLDER_RE.findall(template):
+                if name not in SMS_FIELDS or name == "token":
+                    known = ", ".join("{" + f + "}" for f in SMS_FIELDS if f != "token")
+                    raise ValueError(f"{key}: unknown placeholder {{{name}}} (known: {known})")
+        if not any("{to}" in t for t in value.values()) or not any("{text}" in t for t in value.values()):
+            raise ValueError("must send {to} and {text}")
+        return value
+
+    def token(self) -> str:
+        """The API token, from the environment variable ``token_env`` names ("" when none is named)."""
+        if not self.token_env:
+            return ""
+        return _secret_from_env(self.token_env, "[sms.http].token_env", "the API token")
+
+
+Channels = Literal["phone-only", "all", "none"]
+
+
+class SmsSection(_Section):
+    """SMS through an HTTP gateway (``notifier.delivery.sms``); off while ``gateway`` is empty."""
+
+    gateway: Literal["", "kannel", "http"] = ""
+    sender: str = ""  # the originator shown on phones: up to 11 letters/digits, or a number
+    # Who gets status notices and the apology by SMS when their own channels say nothing.
+    status_notices: Channels = "phone-only"
+    apologies: Channels = "phone-only"
+    max_segments: int = Field(4, ge=1, le=10)  # longer texts are refused by `templates check`, never cut
+    max_messages_per_mailing: int = Field(5000, ge=0)  # above it the mailing's SMS are held; 0 = no cap
+    quiet_hours: str = "22:00-08:00"  # in the recipient's local time; empty: none
+    # Status notices of incidents this severe go out during quiet hours too.
+    urgent_severities: list[Literal["minor", "major", "critical"]] = ["major", "critical"]
+    rate_limit: float = Field(10, ge=0)  # messages per second per process; 0 = no limit
+    concurrency: int = Field(4, ge=1, le=64)  # requests to the gateway at once
+    timeout: Duration = timedelta(seconds=10)
+    # Where the gateway reaches `notifier serve` with delivery reports; default [notifier].public_base_url.
+    report_base_url: str = ""
+    kannel: KannelGateway = KannelGateway()
+    http: HttpSmsApi | None = None
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        if value.strip() and not _CLOCK_RE.match(value):
+            raise ValueError(f"{value!r} is not a window such as '22:00-08:00' (empty: no quiet hours)")
+        return value.strip()
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        if value and not re.fullmatch(r"\+?[0-9]{3,15}|[A-Za-z0-9 .&-]{1,11}", value):
+            raise ValueError(f"{value!r} must be a number or at most 11 Latin letters and digits")
+        return value
+
+    @field_validator("report_base_url")
+    @classmethod
+    def _report_base(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _gateway_described(self) -> SmsSection:
+        if self.gateway == "http" and self.http is None:
+            raise ValueError('gateway = "http" needs an [sms.http] section (url, fields, token_env)')
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.gateway)
+
+    @property
+    def quiet_window(self) -> tuple[time, time] | None:
+        """(start, end) of the quiet hours as local clock times, or None."""
+        match = _CLOCK_RE.match(self.quiet_hours) if self.quiet_hours else None
+        if match is None:
+            return None
+        h1, m1, h2, m2 = (int(part) for part in match.groups())
+        return (time(h1, m1), time(h2, m2)) if (h1, m1) != (h2, m2) else None
+
+    def policy(self, kind: str) -> str:
+        """Who gets ``kind`` by SMS by default: phone-only, all or none."""
+        if not self.enabled:
+            return "none"
+        return {"status": self.status_notices, "apology": self.apologies}.get(kind, "none")
+
+
 class Config(_Section):
     notifier: NotifierSection
     smtp: SmtpSection
@@ -411,6 +566,7 @@ class Config(_Section):
     serve: ServeSection = ServeSection()
     bounces: BouncesSection = BouncesSection()
     ivr: IvrSection = IvrSection()
+    sms: SmsSection = SmsSection()
     path: Path = Path("config.toml")
 
     @field_validator("regions", "services")

@@ -59,7 +59,10 @@ def _time(nullable: bool = False, index: bool = False) -> Any:
 # Vocabularies ---------------------------------------------------------------------------
 
 SUBSCRIBER_STATUSES = ("active", "unsubscribed", "bounced")
-MESSAGE_STATES = ("queued", "sending", "sent", "retry", "failed", "cancelled")
+MESSAGE_STATES = ("queued", "sending", "sent", "retry", "failed", "cancelled", "held")
+# "held": an SMS mailing over [sms].max_messages_per_mailing, waiting for `notifier sms release`.
+# What became of a sent SMS, by the gateway's delivery reports (``message.delivery``).
+DELIVERY_STATES = ("accepted", "delivered", "failed", "expired")
 UNSENT_STATES = ("queued", "retry")
 
 
@@ -80,6 +83,15 @@ class Subscriber(SQLModel, table=True):
     status: str = "active"
     created_at: datetime = _time()
     updated_at: datetime = _time()
+    # ';email;sms;' as chosen for this subscriber; '' = by [sms].status_notices / apologies.
+    channels: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    # The number an SMS gateway refused permanently (a bad number, like a hard bounce): no SMS
+    # goes to it again; a different phone number is tried afresh.
+    phone_refused: str | None = None
+
+    @property
+    def channel_list(self) -> list[str]:
+        return [code for code in self.channels.split(";") if code]
 
     @property
     def service_list(self) -> list[str]:
@@ -165,6 +177,10 @@ class Message(SQLModel, table=True):
     last_error: str | None = None
     created_at: datetime = _time()
     sent_at: datetime | None = _time(nullable=True)
+    # SMS: what the gateway's delivery reports said (DELIVERY_STATES), its code, and when.
+    delivery: str | None = None
+    delivery_code: str | None = None
+    delivery_at: datetime | None = _time(nullable=True)
 
 
 class SenderRow(SQLModel, table=True):
