@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from notifier import hotline
+from notifier.bounces.intake import run_intake
 from notifier.config import Config
 from notifier.db import is_sqlite, write_session
 from notifier.delivery.sender import KINDS, Heartbeat, Sender, SendReport, close_messengers, open_messengers
@@ -93,6 +94,7 @@ class Daemon:
         self._messengers: dict[str, Any] | None = None
         self._web = web
         self._delivering: asyncio.Task[Any] | None = None
+        self._housekeeping_task: asyncio.Future[Any] | None = None
         self.heartbeat = Heartbeat(engine, config)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
 
@@ -109,6 +111,12 @@ class Daemon:
         if self.stop.is_set() or (self._delivering is not None and not self._delivering.done()):
             return
         self._delivering = asyncio.create_task(self._deliver_pass())
+
+    async def _housekeeping(self) -> None:
+        """Like ``deliver``: a tick while housekeeping still runs (a busy database) does nothing."""
+        if self.stop.is_set() or (self._housekeeping_task is not None and not self._housekeeping_task.done()):
+            return
+        self._housekeeping_task = asyncio.create_task(asyncio.to_thread(self.housekeeping))
 
     async def _deliver_pass(self) -> SendReport | None:
         if self.heartbeat.lost:
@@ -154,9 +162,6 @@ class Daemon:
                 log.info("housekeeping: %d %s", n, what)
         return done
 
-    async def _housekeeping(self) -> None:
-        await asyncio.to_thread(self.housekeeping)
-
     # -- running -----------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -191,6 +196,7 @@ class Daemon:
             self.config.smtp.host, self.config.smtp.port, serve.tick.total_seconds(),
         )  # fmt: skip
         web_task = asyncio.create_task(self._web(self.stop)) if self._web else None
+        intake = asyncio.create_task(self._bounce_intake())
         try:
             await self.stop.wait()
         finally:
@@ -202,10 +208,17 @@ class Daemon:
                 except (TimeoutError, asyncio.CancelledError):
                     web_task.cancel()
             beating.cancel()
-            await asyncio.gather(beating, return_exceptions=True)
+            await asyncio.gather(beating, intake, return_exceptions=True)
             await asyncio.to_thread(self.heartbeat.leave)
             await self._close_messengers()
             log.info("notifier serve stopped")
+
+    async def _bounce_intake(self) -> None:
+        """The [bounces] listener and Maildir poller, when configured; a failure is logged, not fatal."""
+        try:
+            await run_intake(self.engine, self.config, self.stop)
+        except NotifierError as exc:
+            log.error("bounce intake stopped: %s", exc)
 
     async def _keep_beating(self) -> None:
         """The daemon's heartbeat, for its whole life (each pass shares it)."""

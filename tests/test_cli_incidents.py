@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_declare_json_and_human_share(cli, make_subscriber) -> None:
     for _ in range(3):
@@ -70,3 +72,26 @@ def test_declare_refuses_to_queue_while_a_template_is_broken(cli, config_path, m
     assert result.exit_code == 1
     assert "email/status/ru/body.txt" in result.stderr and "no_such_variable" in result.stderr
     assert cli("incident", "list", "--json", config=path).json()["incidents"] == []
+
+
+@pytest.mark.parametrize("broken_kind", ["email/status/ru/body.txt", "hotline/ru/body.txt"])
+def test_scope_refuses_to_queue_while_a_template_is_broken(cli, config_path, make_subscriber, tmp_path, broken_kind) -> None:
+    import shutil
+
+    from notifier.config import load_config
+    from tests.conftest import REPO, write_config
+
+    make_subscriber(region="66")
+    make_subscriber(region="74")
+    assert cli("incident", "declare", "--title", "Сбой", "--region", "66").exit_code == 0
+    broken = tmp_path / "tpl"
+    shutil.copytree(REPO / "templates", broken)
+    body = broken / broken_kind
+    body.write_text(body.read_text(encoding="utf-8") + "\n{{ no_such_variable }}\n", encoding="utf-8")
+    (tmp_path / "cfg").mkdir()
+    path = write_config(tmp_path / "cfg", load_config(config_path).notifier.database, notifier={"templates": str(broken)})
+
+    result = cli("incident", "scope", "INC-1", "--add-region", "74", config=path)
+    assert result.exit_code == 1 and broken_kind in result.stderr and "no_such_variable" in result.stderr
+    shown = cli("incident", "show", "INC-1", "--json", config=path).json()
+    assert shown["regions"] == ["66"]  # nothing changed, nothing queued

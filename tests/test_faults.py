@@ -342,3 +342,35 @@ def test_invariant_catches_what_it_should(engine, config, smtp_server, tmp_path)
         message.state = "retry"
     with pytest.raises(AssertionError):
         check_invariant(mailing, good)  # left in retry, and received but not recorded as sent
+
+
+# -- a sender on another machine ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_killed_sender_on_another_machine_is_taken_over_within_the_heartbeat_timeout(
+    backend, engine, config, smtp_server, tmp_path
+) -> None:
+    """Two machines on one PostgreSQL (the first plays another machine): killed mid-mailing, its
+    messages wait for its heartbeat timeout, not a lease of minutes, and then the second sender
+    delivers them; it says what it waits for."""
+    cfg = mailing_config(tmp_path / "cfg", config.notifier.database, smtp_server.port,
+                         mailing={"heartbeat": "1s", "heartbeat_timeout": "8s"})  # fmt: skip
+    mailing = prepare_mailing(engine, cfg, 150)
+    smtp_server.on("DATA", "*", delay=0.01)
+    elsewhere = {**mailing.env, "NOTIFIER_MACHINE_ID": "machine-b"}
+    proc = start_send(mailing, tmp_path / "b.log", env=elsewhere)
+    assert wait_until(lambda: len(smtp_server.received) >= 30 or proc.poll() is not None, 30)
+    _kill(proc)
+    killed_at = time.monotonic()
+    assert mailing.states()["sending"] > 0  # it died holding messages
+
+    second = run_send(mailing, timeout=60)
+    took = time.monotonic() - killed_at
+
+    assert second.returncode == 0, second.stderr
+    assert "waiting: " in second.stderr and "held by sender" in second.stderr
+    assert "taken back" in second.stderr
+    assert 8 <= took < 8 + 15  # the heartbeat timeout (not a lease of minutes), start-up, the rest
+    outcome = check_invariant(mailing, smtp_server.received, max_duplicates=in_flight_bound(cfg, 0.01))
+    assert outcome.states == {"sent": 150, "cancelled": 1}

@@ -19,6 +19,7 @@ import pytest
 from sqlmodel import select
 
 from notifier import incidents
+from notifier.bounces import verp
 from notifier.db import read_session, write_session
 from notifier.delivery.sender import send_due
 from notifier.errors import DeliveryError
@@ -78,8 +79,16 @@ def test_sent_message_is_proper_mime_with_unsubscribe(
     declare_and_resolve(engine, cfg, ["66"])
     asyncio.run(send_due(engine, cfg))
     ((mail_from, rcpts, raw),) = smtp_server.received
-    assert mail_from == cfg.smtp.from_address and rcpts == ["olga@example.org"]
+    assert rcpts == ["olga@example.org"]
+    with read_session(engine) as session:
+        (row,) = session.exec(select(Message).where(Message.kind == "apology")).all()
+    # VERP: the envelope sender names the outbox row, signed, so a bounce days later finds it.
+    assert verp.parse(cfg.secret(), mail_from, "bounces", cfg.bounces.domain) == row.id
     message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert message["From"].addresses[0].addr_spec == cfg.smtp.from_address
+    assert message["List-Id"] == "Sfera Reporting <outage-notices.sfera-reporting.example>"
+    assert message["Precedence"] == "bulk" and message["Auto-Submitted"] == "auto-generated"
+    assert message["Feedback-ID"] == "apology:notifier:sfera-reporting.example"
     assert str(message["To"]) == "Ольга Смирнова <olga@example.org>"
     assert "извин" in str(message["Subject"]).lower()
     assert message["List-Unsubscribe"].startswith(f"<{cfg.notifier.public_base_url}/unsubscribe/")
@@ -212,3 +221,100 @@ def test_names_and_titles_cannot_inject_headers(engine, config, make_subscriber,
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert message["Bcc"] is None and message["X-Injected"] is None
     assert "evil@example.net" not in str(message["To"]).split("<")[-1]
+
+
+def test_without_a_bounce_domain_the_envelope_sender_is_the_from_address(
+    engine, config, make_subscriber, smtp_server, tmp_path
+) -> None:
+    cfg = _config_for(config, smtp_server, tmp_path, bounces={"domain": ""}, mailing={"send_status_notices": False})
+    make_subscriber(region="66")
+    declare_and_resolve(engine, cfg, ["66"])
+    asyncio.run(send_due(engine, cfg))
+    ((mail_from, _, _),) = smtp_server.received
+    assert mail_from == cfg.smtp.from_address
+
+
+def test_staff_notices_are_not_bulk_mail(engine, config, smtp_server, tmp_path) -> None:
+    """An escalation or reminder goes to a person who must act: no List-Id, no Precedence: bulk."""
+    cfg = _config_for(config, smtp_server, tmp_path, hotline={"targets": [{"email": "cc@example.org"}]},
+                      mailing={"send_status_notices": False})  # fmt: skip
+    with write_session(engine) as session:
+        incidents.declare(session, cfg, title="Сбой", regions=["66"])
+    asyncio.run(send_due(engine, cfg))
+    ((_, rcpts, raw),) = smtp_server.received
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert rcpts == ["cc@example.org"] and message["List-Id"] is None and message["Precedence"] is None
+    assert message["Auto-Submitted"] == "auto-generated" and message["Feedback-ID"].startswith("hotline:")
+
+
+def test_dkim_signature_of_every_message_verifies(engine, config, make_subscriber, smtp_server, tmp_path, monkeypatch) -> None:
+    import dkim
+
+    from notifier.delivery import dkim as signing
+
+    key = signing.generate_key(2048)
+    monkeypatch.setenv("TEST_DKIM_KEY", signing.private_pem(key).decode())
+    cfg = _config_for(config, smtp_server, tmp_path, mailing={"send_status_notices": False},
+                      smtp={"dkim_domain": "sfera-reporting.example", "dkim_selector": "n1",
+                            "dkim_key_env": "TEST_DKIM_KEY"})  # fmt: skip
+    for name in ("Ольга Смирнова", "Irina Petrova", "Пётр"):
+        make_subscriber(region="66", name=name)
+    declare_and_resolve(engine, cfg, ["66"])
+    asyncio.run(send_due(engine, cfg))
+    record = signing.dns_record(key).encode()
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"n1._domainkey.sfera-reporting.example."
+        return record
+
+    assert len(smtp_server.received) == 3
+    for _, _, raw in smtp_server.received:
+        assert raw.startswith(b"DKIM-Signature: ")
+        assert dkim.verify(raw, dnsfunc=dns)
+        assert not dkim.verify(raw.replace(b"Subject: ", b"Subject: Re: ", 1), dnsfunc=dns)
+
+
+def test_a_throttling_relay_gets_every_message_delivered_with_attempts_unchanged(
+    engine, config, make_subscriber, smtp_server, tmp_path
+) -> None:
+    """Postfix's anvil (or an ESP) answering 421 on connect and 450 to MAIL FROM for a while:
+    not the messages' fault, so none is charged an attempt, and all go out in the same run."""
+    cfg = _config_for(config, smtp_server, tmp_path, mailing={"send_status_notices": False, "max_attempts": 2})
+    people = {make_subscriber(region="66").email for _ in range(20)}
+    declare_and_resolve(engine, cfg, ["66"])
+    smtp_server.on("CONNECT", "*", "421 4.7.0 Error: too many connections from 127.0.0.1", times=2)
+    smtp_server.on("MAIL", "*", "450 4.7.1 Error: too much mail from 127.0.0.1", times=6)
+
+    report = asyncio.run(send_due(engine, cfg))
+
+    assert report.sent == 20 and report.failed == report.retried == 0
+    assert recipients(smtp_server) == Counter({p: 1 for p in people})
+    with read_session(engine) as session:
+        assert {m.attempts for m in session.exec(select(Message).where(Message.kind == "apology"))} == {1}
+    left = [(r.command, r.times) for r in smtp_server.rules if r.times]
+    assert not left  # every refusal really happened
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_a_relay_certificate_that_does_not_verify_stops_send_with_one_line_and_charges_nothing(
+    engine, config, make_subscriber, tmp_path, cli, security
+) -> None:
+    from tests.smtp_server import self_signed
+
+    certificate = self_signed(tmp_path / "tls")
+    with ScriptedSmtpServer(tls=certificate, implicit_tls=security == "tls") as server:
+        cfg = _config_for(config, server, tmp_path, smtp={"security": security},
+                          mailing={"send_status_notices": False})  # fmt: skip
+        for _ in range(5):
+            make_subscriber(region="66")
+        declare_and_resolve(engine, cfg, ["66"])
+        refused = cli("send", config=cfg.path)
+        assert refused.exit_code != 0 and "Traceback" not in refused.stderr
+        assert refused.stderr.count("\n") == 1 and "certificate" in refused.stderr and "ca_file" in refused.stderr
+        with read_session(engine) as session:
+            assert {(m.state, m.attempts) for m in session.exec(select(Message))} <= {("queued", 0), ("retry", 0)}
+        trusting = _config_for(config, server, tmp_path, name="trusting", mailing={"send_status_notices": False},
+                               smtp={"security": security, "ca_file": str(certificate.cert)})  # fmt: skip
+        delivered = cli("send", "--json", config=trusting.path)
+        assert delivered.exit_code == 0, delivered.stderr
+        assert delivered.json()["sent"] == 5 and len(server.received) == 5

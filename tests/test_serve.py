@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import mail_config, recipients, wait_until
+from tests.conftest import REPO, mail_config, message_ids, recipients, wait_until
 from tests.processes import ServeProcess
 from tests.webhook_receiver import WebhookReceiver
 
@@ -237,3 +238,79 @@ def test_stale_incident_reminder_fires_once(config, cli, make_subscriber, smtp_s
         assert "INC-1" in _text(_to(smtp_server, oncall)[0])
     finally:
         assert daemon.stop() == 0
+
+
+# Delivery you can trust ------------------------------------------------------------------
+
+
+def test_a_relay_slower_than_the_heartbeat_timeout_delivers_each_message_exactly_once(
+    config, cli, make_subscriber, smtp_server, tmp_path
+) -> None:
+    """The old per-message lease ran out under a slow relay and serve sent twice; a heartbeat
+    holds whatever the relay's pace. The mailing takes several heartbeat timeouts (2 s)."""
+    cfg = _serve_config(config, smtp_server, tmp_path, batch_size=200)
+    for _ in range(40):
+        make_subscriber(region="66")
+    smtp_server.on("DATA", "*", delay=0.4)  # 4 connections: ~10 messages/s, 40 messages in ~4 s
+    cli("incident", "declare", "--title", "Сбой", "--region", "66", config=cfg.path)
+    daemon = Daemon(cfg, tmp_path / "serve.log")
+    try:
+        daemon.wait_started()
+        started = time.monotonic()
+        cli("incident", "resolve", "INC-1", "--cause", "Отказ", "--measures", "Резерв", config=cfg.path)
+        assert _wait(lambda: len(smtp_server.received) >= 40, timeout=60)
+        took = time.monotonic() - started
+        time.sleep(2.5)  # more heartbeat timeouts and housekeeping runs: nothing more goes out
+    finally:
+        assert daemon.stop() == 0
+    ids = message_ids(smtp_server)
+    assert len(ids) == 40 and set(ids.values()) == {1}, ids.most_common(3)
+    assert took > 2 * 2  # it really was slower than two heartbeat timeouts
+    log = daemon.text()
+    assert "taken back" not in log and "maximum number of running instances" not in log
+    assert "Traceback" not in log
+
+
+def test_a_template_broken_while_serve_runs_pauses_and_resumes_after_the_fix(
+    config, cli, make_subscriber, smtp_server, tmp_path
+) -> None:
+    """Broken during an incident: nothing stays `sending`, nothing goes twice, file and line are
+    named (log and on-call note); fixed: the mailing completes without a restart."""
+    shutil.copytree(REPO / "templates", tmp_path / "templates")
+    cfg = mail_config(
+        tmp_path / "serve", config.notifier.database, smtp_server.port,
+        notifier={"templates": str(tmp_path / "templates")},
+        mailing={"heartbeat": "0.5s", "heartbeat_timeout": "2s"},
+        serve={"tick": "0.2s", "housekeeping": "0.3s", "shutdown_grace": "10s"},
+    )  # fmt: skip
+    people = [make_subscriber(region="66", locale="ru").email for _ in range(12)]
+    body = tmp_path / "templates" / "email" / "status" / "ru" / "body.txt"
+    good = body.read_text(encoding="utf-8")
+    daemon = Daemon(cfg, tmp_path / "serve.log")
+    try:
+        daemon.wait_started()
+        cli("incident", "declare", "--title", "Сбой", "--region", "66", "--message", "Ищем", config=cfg.path)
+        assert _wait(lambda: len(recipients(smtp_server)) >= 12, timeout=20)  # the first notices
+        # A hurried edit that `templates check` cannot catch (the sample update says something else):
+        body.write_text('{% if update.message == "Нашли" %}{{ incident.titel }}{% endif %}\n' + good,
+                        encoding="utf-8")  # fmt: skip
+        time.sleep(0.3)  # a pass or two later: serve has seen the edit (it looks at each pass)
+        cli("incident", "update", "INC-1", "--status", "identified", "--message", "Нашли", config=cfg.path)
+        oncall = cfg.notifier.oncall_email
+        assert _wait(lambda: any(oncall in r for _, r, _ in smtp_server.received), timeout=20)
+        outbox_now = cli("outbox", "INC-1", "--json", config=cfg.path).json()["messages"]["status"]
+        assert outbox_now.get("sending", 0) == 0 and outbox_now.get("sent") == 12
+        assert outbox_now.get("retry", 0) + outbox_now.get("queued", 0) == 12  # waiting, not lost
+        log = daemon.text()
+        assert "email/status/ru/body.txt:1" in log and "titel" in log and "paused" in log
+        (note,) = [raw for _, r, raw in smtp_server.received if oncall in r]
+        assert b"body.txt:1" in email.message_from_bytes(note, policy=email.policy.default).get_body(
+            ("plain",)).get_content().encode()
+        body.write_text(good, encoding="utf-8")  # fixed; serve is not restarted
+        assert _wait(lambda: recipients(smtp_server)[people[0]] >= 2, timeout=20)
+        assert _wait(lambda: sum(recipients(smtp_server)[p] for p in people) == 24, timeout=20)
+    finally:
+        assert daemon.stop() == 0
+    ids = message_ids(smtp_server)
+    assert set(ids.values()) == {1}  # nothing went twice
+    assert "resumes" in daemon.text() and "Traceback" not in daemon.text()

@@ -36,8 +36,11 @@ def _step_json(result: StepResult, **extra: Any) -> dict[str, Any]:
 
 
 def _templates_ready(config: Config, *kinds: str) -> None:
-    """Refuse to queue anything while a template this step needs is broken."""
+    """Refuse to queue anything while a template this step needs is broken (every command that
+    queues messages calls it first: declare, update, scope, resolve, edit)."""
     needed = [k for k in kinds if k != "status" or config.mailing.send_status_notices]
+    if "hotline" in needed and not config.hotline.targets:
+        needed.remove("hotline")
     if needed:
         Renderer(config).ensure_ready(needed)
 
@@ -71,7 +74,7 @@ def declare(
     --service tax-reporting --severity major --message "Ищем причину" --by ivanov
     """
     st = state(ctx)
-    _templates_ready(st.config, "status")
+    _templates_ready(st.config, "status", "hotline")
     with write_session(st.engine()) as session:
         result = incidents.declare(
             session, st.config, title=title, regions=region, services=service, severity=severity,
@@ -102,7 +105,7 @@ def update(
     Example: notifier incident update INC-1 --status identified --message "Отказал сервер БД, переключаем на резерв"
     """
     st = state(ctx)
-    _templates_ready(st.config, "status")
+    _templates_ready(st.config, "status", "hotline")
     with write_session(st.engine()) as session:
         result = incidents.post_update(session, st.config, incident_id, status=status, message=message, by=by)
     if as_json:
@@ -125,6 +128,7 @@ def scope(
     Example: notifier incident scope INC-1 --add-region 74
     """
     st = state(ctx)
+    _templates_ready(st.config, "status", "hotline")
     with write_session(st.engine()) as session:
         result = incidents.widen_scope(
             session, st.config, incident_id, add_regions=add_region, add_services=add_service, by=by
@@ -159,7 +163,7 @@ def resolve(
     --measures "Перевели базу на новый кластер с резервной копией" --by ivanov
     """
     st = state(ctx)
-    _templates_ready(st.config, "apology")
+    _templates_ready(st.config, "apology", "hotline")
     with write_session(st.engine()) as session:
         result = incidents.resolve(
             session, st.config, incident_id, cause=cause, measures=measures, compensation_text=compensation,

@@ -314,6 +314,7 @@ class _Run:
 
     async def feed(self) -> None:
         try:
+            self.s.renderer.reload_if_changed(at_most_every=0)  # each pass starts from the files as they are
             await asyncio.to_thread(self.s.lift_pauses)
             while not self.stop.is_set():
                 if self.jobs.qsize() > self.batch // 2:
@@ -566,13 +567,20 @@ def message_facts(job: Job) -> dict[str, Any]:
 
 async def open_messengers(config: Config) -> dict[str, Messenger]:
     """One messenger per channel, started: e-mail (the SMTP pool) and webhooks."""
-    from notifier.delivery.smtp import SmtpMessenger
+    from notifier.delivery.dkim import signer_from_config
+    from notifier.delivery.smtp import ReturnPath, SmtpMessenger
     from notifier.delivery.webhook import WebhookMessenger
 
     if not config.smtp.tls_verify and config.smtp.security != "none":
         log.warning("[smtp].tls_verify = false: the relay's certificate is NOT checked (test relays only)")
+    bounces = config.bounces
+    return_path = ReturnPath(config.secret(), bounces.local_part, bounces.domain) if bounces.domain else None
     wanted: list[Any] = [
-        SmtpMessenger(config.smtp, password=config.smtp.password(), ca_file=config.smtp_ca_file),
+        SmtpMessenger(
+            config.smtp, password=config.smtp.password(), ca_file=config.smtp_ca_file,
+            signer=signer_from_config(config), return_path=return_path,
+            list_name=config.notifier.company.get("en"),
+        ),  # fmt: skip
         WebhookMessenger(sender=config.smtp.from_address),
     ]
     opened: dict[str, Messenger] = {}
