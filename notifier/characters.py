@@ -70,6 +70,12 @@ def problem(value: str, *, multiline: bool = False) -> str | None:
     return None
 
 
+def suspicious(value: str) -> bool:
+    """Whether ``value`` holds any character ``problem`` refuses or ``strip_invisible`` removes
+    (one regex search: the fast path for the rows that hold none)."""
+    return not (value.isascii() and value.isprintable()) and _UNSHOWABLE_RE.search(value) is not None
+
+
 def strip_invisible(value: str) -> str:
     """``value`` without zero-width and other invisible format characters (direction ones stay:
     ``problem`` refuses those)."""

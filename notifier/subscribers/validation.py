@@ -76,7 +76,7 @@ def _services(raw: str, config: Config) -> str:
 def clean(values: dict[str, str], config: Config) -> dict[str, Any]:
     """One subscriber's raw fields -> the columns to store; raises RowError with the reason."""
     everything = "".join(values.values())
-    if not everything.isascii() or not everything.isprintable():
+    if characters.suspicious(everything) or _NOT_UTF8.search(everything):
         values = _checked_characters(values)
     if any(len(value) > MAX_FIELD for value in values.values()):
         column = next(c for c in COLUMNS if len(values.get(c) or "") > MAX_FIELD)
