@@ -9,8 +9,11 @@ A ``Renderer`` compiles each template once and caches everything that depends on
 incident, update, region and language; per message it adds just the reader's name, services
 and unsubscribe link, so a mailing of tens of thousands costs tens of microseconds a message.
 The context templates see is documented in ``templates/README.md``. The internal kinds
-(``reminder``, ``escalation``: notices to our own staff) get their context from
-``staff_notices`` and are checked with the rest.
+(``reminder``, ``escalation``, ``paused``, ``over_budget``: notices to our own staff) get their
+context from ``staff_notices`` and are checked with the rest. Status notices and apologies
+also render as SMS (``channel="sms"``: ``templates/sms/<kind>/<lang>/body.txt``, one text
+whose segments — ``segments`` — may not exceed ``[sms].max_segments``; the apology SMS links
+the reader's full letter, ``letters``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
-from notifier import staff_notices
+from notifier import letters, segments, staff_notices
 from notifier.config import LOCALES, Config
 from notifier.errors import TemplateProblem, UsageError
 from notifier.models import Call, Callback, Incident, MailingPause, Subscriber, Update, utcnow
@@ -48,13 +51,16 @@ from notifier.wording import (
 
 # About an incident, for subscribers and the hotline; then the notices to our own staff.
 KINDS: tuple[str, ...] = ("status", "apology", "hotline")
-INTERNAL_KINDS: tuple[str, ...] = ("reminder", "escalation", "paused")  # context: ``staff_notices``
+INTERNAL_KINDS: tuple[str, ...] = ("reminder", "escalation", "paused", "over_budget")  # ``staff_notices``
 ALL_KINDS: tuple[str, ...] = KINDS + INTERNAL_KINDS
 _FOLDERS = {"status": "email/status", "apology": "email/apology", "hotline": "hotline",
-            "reminder": "internal/reminder", "escalation": "internal/escalation", "paused": "internal/paused"}  # fmt: skip
+            "reminder": "internal/reminder", "escalation": "internal/escalation", "paused": "internal/paused",
+            "over_budget": "internal/over_budget"}  # fmt: skip
 _PARTS = {"status": ("subject.txt", "body.txt", "body.html"), "apology": ("subject.txt", "body.txt", "body.html"),
           "hotline": ("subject.txt", "body.txt"), "reminder": ("subject.txt", "body.txt"),
-          "escalation": ("subject.txt", "body.txt"), "paused": ("subject.txt", "body.txt")}  # fmt: skip
+          "escalation": ("subject.txt", "body.txt"), "paused": ("subject.txt", "body.txt"),
+          "over_budget": ("subject.txt", "body.txt")}  # fmt: skip
+SMS_KINDS: tuple[str, ...] = ("status", "apology")  # also sent as SMS: templates/sms/<kind>/<lang>/body.txt
 _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
 
 # Labels the context uses -----------------------------------------------------------------
@@ -127,6 +133,7 @@ class Renderer:
         self._templates: dict[str, Template] = {}
         self._shared: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._readers: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._secret: bytes | None = None
         self.digest = self._digest()
         self._looked = time.monotonic()
 
@@ -325,7 +332,13 @@ class Renderer:
         self, kind: str, incident: Incident | None, locale: str, subscriber: Subscriber | None,
         update: Update | None, now: datetime | None, *, callback: Callback | None = None,
         call: Call | None = None, level: int | None = None, pause: MailingPause | None = None, waiting: int = 0,
+        mailing: str = "", held: int = 0,
     ) -> dict[str, Any]:  # fmt: skip
+        if kind == "over_budget":
+            if incident is None:
+                raise UsageError("an over-budget note is about an incident's mailing; none was given")
+            return staff_notices.over_budget_context(self.config, incident=incident, mailing=mailing, held=held,
+                                                     locale=locale)  # fmt: skip
         if kind == "reminder":
             if incident is None:
                 raise UsageError("a reminder is about an incident; none was given")
@@ -345,16 +358,21 @@ class Renderer:
     def render(
         self, kind: str, *, incident: Incident | None, locale: str, region: str | None = None,
         subscriber: Subscriber | None = None, update: Update | None = None, unsubscribe_url: str = "",
-        now: datetime | None = None, **staff: Any,
+        now: datetime | None = None, channel: str = "email", letter_url: str | None = None, **staff: Any,
     ) -> Rendered:  # fmt: skip
         """Subject, text and HTML (None for hotline and the internal kinds); TemplateProblem names file:line.
 
         ``staff`` as for :meth:`context`: ``callback``, ``call`` and ``level`` (default: the
         callback's escalations so far) for an ``escalation``, whose ``subscriber`` is the one
-        promised the callback (None if unknown); ``pause`` and ``waiting`` for ``paused``.
+        promised the callback (None if unknown); ``pause`` and ``waiting`` for ``paused``;
+        ``mailing`` and ``held`` for ``over_budget``. ``channel="sms"`` renders a status notice
+        or an apology as one SMS text (no subject, no HTML); the apology's ``letter_url`` is
+        signed here for ``subscriber`` unless given.
         """
         ctx = self.context(kind, incident=incident, locale=locale, region=region, subscriber=subscriber,
                            update=update, unsubscribe_url=unsubscribe_url, now=now, **staff)  # fmt: skip
+        if channel == "sms":
+            return self._render_sms(kind, ctx, letter_url or self.letter_url(incident, subscriber))
         folder = f"{_FOLDERS[kind]}/{ctx['locale']}/"
         try:
             subject = " ".join(_HEADER_BREAKERS.sub(" ", self._run(folder + "subject.txt", ctx)).split())
@@ -364,9 +382,61 @@ class Renderer:
             raise TemplateProblem(str(failed.issue)) from None
         return Rendered(subject=subject, text=text, html=html)
 
+    # SMS --------------------------------------------------------------------------------
+
+    def letter_url(self, incident: Incident | None, subscriber: Subscriber | None) -> str:
+        """The signed link to ``subscriber``'s full letter about ``incident`` ("" without both ids)."""
+        if incident is None or incident.id is None or subscriber is None or subscriber.id is None:
+            return ""
+        if self._secret is None:
+            self._secret = self.config.secret()
+        token = letters.make_token(self._secret, incident.id, subscriber.id)
+        return letters.letter_url(self.config.notifier.public_base_url, incident.id, token)
+
+    def _render_sms(self, kind: str, ctx: dict[str, Any], letter_url: str) -> Rendered:
+        if kind not in SMS_KINDS:
+            raise UsageError(f"{kind} messages are not sent by SMS (only {', '.join(SMS_KINDS)})")
+        name = f"sms/{kind}/{ctx['locale']}/body.txt"
+        try:
+            text = segments.sms_text(self._run(name, {**ctx, "letter_url": letter_url}))
+        except _Failed as failed:
+            raise TemplateProblem(str(failed.issue)) from None
+        problem = segments.over_limit(text, self.config.sms.max_segments)
+        if problem:
+            raise TemplateProblem(f"{self._display(name)}: {problem}")
+        return Rendered(subject="", text=text, html=None)
+
+    @property
+    def sms_checked(self) -> bool:
+        """SMS templates are checked when SMS is on, or when the templates folder has them."""
+        return self.config.sms.enabled or (self.directory / "sms").is_dir()
+
+    def _check_sms(self, kind: str, locale: str) -> list[TemplateIssue]:
+        name, issues = f"sms/{kind}/{locale}/body.txt", []
+        sample_url = letters.letter_url(self.config.notifier.public_base_url, 42, "1." + "x" * 22)
+        for ctx in self._samples(kind, locale):
+            try:
+                text = segments.sms_text(self._run(name, {**ctx, "letter_url": sample_url}))
+            except _Failed as failed:
+                issues.append(failed.issue)
+                if failed.issue.line is None:
+                    break
+                continue
+            problem = segments.over_limit(text, self.config.sms.max_segments)
+            if problem:
+                issues.append(TemplateIssue(self._display(name), None, problem))
+        return list({str(issue): issue for issue in issues}.values())
+
+    # Checking ---------------------------------------------------------------------------
+
     def check(self, kinds: Iterable[str] = ALL_KINDS) -> list[TemplateIssue]:
-        """Compile every template of ``kinds`` and render it in every language with sample data."""
+        """Compile every template of ``kinds`` and render it in every language with sample data
+        (the SMS ones too, within ``[sms].max_segments``, when ``sms_checked``)."""
         issues: list[TemplateIssue] = []
+        kinds = tuple(kinds)
+        for kind in kinds if self.sms_checked else ():
+            for locale in LOCALES if kind in SMS_KINDS else ():
+                issues += self._check_sms(kind, locale)
         for kind in kinds:
             for locale in LOCALES:
                 folder = f"{_FOLDERS[kind]}/{locale}/"
@@ -390,7 +460,9 @@ class Renderer:
         return issues
 
     def template_count(self, kinds: Iterable[str] = ALL_KINDS) -> int:
-        return sum(len(_PARTS[kind]) * len(LOCALES) for kind in kinds)
+        kinds = tuple(kinds)
+        sms = sum(len(LOCALES) for kind in kinds if kind in SMS_KINDS) if self.sms_checked else 0
+        return sum(len(_PARTS[kind]) * len(LOCALES) for kind in kinds) + sms
 
     def ensure_ready(self, kinds: Iterable[str]) -> None:
         """Raise TemplateProblem naming file:line if any template of ``kinds`` is broken."""

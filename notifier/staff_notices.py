@@ -1,8 +1,8 @@
 """What the internal notices tell staff: the stale-incident reminder, the callback escalation, and
 the note that a mailing is paused because its template failed.
 
-Owns the template context of the two kinds that go to our own people, not to subscribers
-(``templates/internal/…``): who is waiting, since when, who owns it, and the exact command
+Owns the template context of the kinds that go to our own people, not to subscribers
+(``templates/internal/…``; ``over_budget``: an SMS mailing held over its budget): who is waiting, since when, who owns it, and the exact command
 that settles it. ``rendering.Renderer`` compiles and runs the templates; this module only
 turns rows (Incident, Update, Callback, Call, Subscriber) into plain values, with times in
 the region of the person concerned. It neither queues (``hotline``) nor sends anything.
@@ -127,9 +127,10 @@ def escalation_context(
 _KIND_LABELS = {
     "ru": {"status": "уведомление о статусе", "apology": "письмо с извинением", "hotline": "объявление горячей линии",
            "reminder": "напоминание дежурному", "escalation": "эскалация обратного звонка",
-           "paused": "заметка о приостановке"},
+           "paused": "заметка о приостановке", "over_budget": "заметка о превышении лимита SMS"},
     "en": {"status": "status notice", "apology": "apology", "hotline": "hotline announcement",
-           "reminder": "on-call reminder", "escalation": "callback escalation", "paused": "pause note"},
+           "reminder": "on-call reminder", "escalation": "callback escalation", "paused": "pause note",
+           "over_budget": "SMS budget note"},
 }  # fmt: skip
 
 
@@ -152,8 +153,24 @@ def paused_context(config: Config, *, pause: MailingPause, waiting: int, locale:
     }
 
 
+def over_budget_context(config: Config, *, incident: Incident, mailing: str, held: int, locale: str) -> dict[str, Any]:
+    """An SMS mailing held because it is larger than ``[sms].max_messages_per_mailing``."""
+    return {
+        **_common(config, locale),
+        "incident": _incident(config, incident, locale),
+        "mailing": mailing,
+        "mailing_label": _KIND_LABELS[locale].get(mailing, mailing),
+        "held": held,
+        "budget": config.sms.max_messages_per_mailing,
+        "command": f"notifier sms release {incident.ref} --kind {mailing}",
+    }
+
+
 def samples(config: Config, kind: str, locale: str) -> list[dict[str, Any]]:
     """Contexts for ``templates check``: every optional part present and absent."""
+    if kind == "over_budget":
+        return [over_budget_context(config, incident=sample_incident(config), mailing="apology", held=61234,
+                                    locale=locale)]  # fmt: skip
     if kind == "paused":
         pause = MailingPause(id=3, kind="status", channel="email", locale="ru", templates_digest="0",
                              problem="templates/email/status/ru/body.txt:3: 'dict object' has no attribute 'titel'",
