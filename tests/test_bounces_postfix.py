@@ -206,3 +206,56 @@ def test_a_dkim_signed_letter_relayed_by_postfix_verifies(
             record if name == b"s2026._domainkey.sfera-reporting.example." else None
         ),
     )
+
+
+def test_end_to_end_serve_sends_through_postfix_and_reads_its_bounce_back(
+    relay: ScriptedSmtpServer, tmp_path: Path, database_url: str, engine: Any,
+    make_subscriber: Callable[..., Subscriber], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The whole path with nothing stubbed: `notifier serve` sends the apologies, DKIM-signed with a
+    VERP return path, to a real Postfix; Postfix relays them, gets a 550 for one address and
+    sends its own DSN to the return path; the transport map hands it to serve's LMTP listener;
+    the subscriber is bounced with the DSN's code, and the next incident does not write to them."""
+    from notifier.delivery import dkim as signing
+    from tests.conftest import declare_and_resolve, mail_config, recipients, wait_until
+    from tests.processes import ServeProcess
+
+    key = signing.generate_key(2048)
+    monkeypatch.setenv("TEST_DKIM_KEY", signing.private_pem(key).decode())
+    listen_port = free_port()
+    with postfix.PostfixServer(relay_port=relay.port, transports={DOMAIN: f"lmtp:[127.0.0.1]:{listen_port}"}) as mta:
+        cfg = mail_config(
+            tmp_path / "serve", database_url, mta.port,
+            smtp={"dkim_domain": "sfera-reporting.example", "dkim_selector": "n1", "dkim_key_env": "TEST_DKIM_KEY"},
+            bounces={"domain": DOMAIN, "listen": f"127.0.0.1:{listen_port}", "protocol": "lmtp"},
+            mailing={"send_status_notices": False},
+            serve={"tick": "0.2s", "housekeeping": "0.5s", "shutdown_grace": "10s"},
+        )  # fmt: skip
+        dead = make_subscriber(region="66", email="dead@example.org")
+        alive = [make_subscriber(region="66") for _ in range(3)]
+        daemon = ServeProcess(cfg, tmp_path / "serve.log")
+        try:
+            daemon.wait_started()
+            declare_and_resolve(engine, cfg, ["66"])
+            wait_until(lambda: len(relay.received) >= 3, 60)
+            mta.wait_for(lambda: status_of(engine, dead) == "bounced", what="the DSN to mark dead@ bounced")
+        finally:
+            assert daemon.stop() == 0
+        assert recipients(relay) == {s.email: 1 for s in alive}
+        (event,) = [e for e in events_of(engine, dead) if e.kind == "hard_bounce"]
+        assert event.code == "5.1.1" and event.message_id is not None
+        record = signing.dns_record(key).encode()
+        for _, _, raw in relay.received:  # signed by notifier, relayed by Postfix: still valid
+            assert dkim.verify(raw, dnsfunc=lambda name, timeout=5: record)
+        assert "Traceback" not in daemon.text()
+
+    relay.received.clear()
+    with postfix.PostfixServer(relay_port=relay.port) as mta:
+        again = mail_config(tmp_path / "again", database_url, mta.port, mailing={"send_status_notices": False},
+                            bounces={"domain": DOMAIN}, smtp={"dkim_domain": ""})  # fmt: skip
+        from notifier.delivery.sender import send_due
+
+        declare_and_resolve(engine, again, ["66"])
+        assert asyncio.run(send_due(engine, again)).sent == 3
+        mta.wait_for(lambda: len(relay.received) >= 3, what="the second incident's apologies")
+    assert "dead@example.org" not in recipients(relay)  # the suppressed get nothing
