@@ -6,6 +6,7 @@ import email
 import email.policy
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -314,3 +315,27 @@ def test_a_template_broken_while_serve_runs_pauses_and_resumes_after_the_fix(
     ids = message_ids(smtp_server)
     assert set(ids.values()) == {1}  # nothing went twice
     assert "resumes" in daemon.text() and "Traceback" not in daemon.text()
+
+
+def test_sigterm_with_the_web_running_stops_cleanly_without_a_traceback(config, smtp_server, tmp_path) -> None:
+    from tests.conftest import free_port
+    from tests.processes import environment, notifier_command
+
+    cfg = _serve_config(config, smtp_server, tmp_path)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = subprocess.Popen(notifier_command("serve", "--port", str(port)), env=environment(cfg),
+                            stdout=subprocess.DEVNULL, stderr=log.open("ab"))  # fmt: skip
+    try:
+        assert _wait(lambda: "web on http://" in log.read_text(errors="replace"), timeout=20), log.read_text()
+        import httpx
+
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5, trust_env=False).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text(errors="replace")
+    assert "notifier serve stopped" in text
+    assert "Traceback" not in text and "CancelledError" not in text, text

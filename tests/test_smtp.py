@@ -4,7 +4,6 @@ classified right, connections are pooled and replaced, fatal conditions stop the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -22,9 +21,9 @@ DATA = b"Subject: test\r\nMessage-ID: <t@example.org>\r\n\r\nHello.\r\n"
 
 
 @pytest.fixture
-def server() -> Iterator[ScriptedSmtpServer]:
-    with ScriptedSmtpServer() as srv:
-        yield srv
+def server(smtp_server: ScriptedSmtpServer) -> ScriptedSmtpServer:
+    """conftest's scripted SMTP server, under the short name these tests use."""
+    return smtp_server
 
 
 def section(port: int, **overrides: Any) -> SmtpSection:
