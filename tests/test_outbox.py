@@ -249,3 +249,14 @@ def test_cancel_unsent_leaves_the_newest_update_and_claimed_rows(engine, config,
     newest = next(row for row in rows if row.update_id == latest.id)
     assert first.update_id != latest.id
     assert states == {claimed: "sending", newest.id: "queued"}
+
+
+def test_the_outbox_command_shows_what_is_paused_and_why(engine, config, make_subscriber, cli) -> None:
+    _apologies(engine, config, make_subscriber, 1)
+    problem = "templates/email/apology/ru/body.txt:7: 'dict object' has no attribute 'titel'"
+    with write_session(engine) as session:
+        pauses.pause(session, config, ("apology", "email", "ru"), problem, "d1", utcnow())
+    shown = cli("outbox")
+    assert shown.exit_code == 0 and "paused: apology (email, ru)" in shown.stdout and "body.txt:7" in shown.stdout
+    (paused,) = cli("outbox", "--json").json()["paused"]
+    assert paused["kind"] == "apology" and paused["problem"] == problem

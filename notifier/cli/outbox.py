@@ -9,6 +9,7 @@ from notifier.cli import app
 from notifier.cli.common import console, print_json, state, thousands
 from notifier.db import read_session
 from notifier.models import MESSAGE_STATES
+from notifier.outbox import pauses
 
 JSON = typer.Option(False, "--json", help="print one JSON object")
 
@@ -32,17 +33,22 @@ def outbox_(
     Example: notifier outbox INC-1 --json
     """
     st = state(ctx)
-    with read_session(st.engine()) as session:
+    engine = st.engine()
+    with read_session(engine) as session:
         key = incidents.get(session, incident_id).id if incident_id else None
         counts = outbox.counts(session, key)
+    paused = pauses.current(engine)
     if as_json:
-        print_json({"incident": f"INC-{key}" if key else None, "messages": counts})
+        print_json({"incident": f"INC-{key}" if key else None, "messages": counts,
+                    "paused": [{"kind": p.kind, "channel": p.channel, "locale": p.locale, "since": p.since,
+                                "problem": p.problem} for p in paused]})  # fmt: skip
         return
     if not counts:
         console.print("The outbox is empty.")
-        return
-    for line in _table(counts):
+    for line in _table(counts) if counts else []:
         console.print(line, markup=False)
+    for row in paused:
+        console.print(f"paused: {pauses.describe(row)} (fix the template; sending resumes by itself)", markup=False)
 
 
 @app.command("report")
