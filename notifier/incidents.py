@@ -191,7 +191,7 @@ def declare(
     affected = _snapshot(session, incident, regions, services, now)
     queued = {}
     if config.mailing.send_status_notices:
-        queued["status"] = outbox.queue_status_notices(session, incident, first.id, now)  # type: ignore[arg-type]
+        queued["status"] = outbox.queue_status_notices(session, incident, first.id, now, config=config)  # type: ignore[arg-type]
     queued["hotline"] = _announce(session, config, incident, first, now)
     return StepResult(incident, affected=affected, added=affected, queued=queued)
 
@@ -218,7 +218,7 @@ def post_update(
     entry = _record(session, incident, "update", text, by, now)
     queued = {}
     if config.mailing.send_status_notices:
-        queued["status"] = outbox.queue_status_notices(session, incident, entry.id, now)  # type: ignore[arg-type]
+        queued["status"] = outbox.queue_status_notices(session, incident, entry.id, now, config=config)  # type: ignore[arg-type]
     queued["hotline"] = _announce(session, config, incident, entry, now)
     return StepResult(incident, affected=audience_size(session, incident.id), queued=queued)  # type: ignore[arg-type]
 
@@ -248,7 +248,7 @@ def widen_scope(
     if config.mailing.send_status_notices and added:
         latest = latest_public_update(session, incident.id)  # type: ignore[arg-type]
         assert latest is not None  # every incident is declared with one
-        queued["status"] = outbox.queue_status_notices(session, incident, latest.id, now)  # type: ignore[arg-type]
+        queued["status"] = outbox.queue_status_notices(session, incident, latest.id, now, config=config)  # type: ignore[arg-type]
     queued["hotline"] = _announce(session, config, incident, entry, now)
     return StepResult(incident, affected=audience_size(session, incident.id), added=added, queued=queued)  # type: ignore[arg-type]
 
@@ -338,7 +338,7 @@ def _queue_apology_if_ready(
     assert incident.resolved_at is not None
     due = max(incident.resolved_at, now) + config.mailing.apology_delay
     incident.apology_state = "queued"
-    return {"apology": outbox.queue_apologies(session, incident, due, now)}
+    return {"apology": outbox.queue_apologies(session, incident, due, now, config=config)}
 
 
 def list_incidents(session: Session, *, open_only: bool = False, limit: int = 50) -> list[Incident]:

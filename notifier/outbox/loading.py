@@ -4,8 +4,10 @@ Owns reading, for the rows a sender just claimed, everything their templates nee
 subscriber, the incident as it is *now*, the update, the callback and call of an escalation,
 the pause an on-call note is about) and deciding which of them are no longer wanted:
 a status notice superseded by a newer one or whose incident is resolved, anything to a
-subscriber who is no longer active, an escalation whose callback was closed, a reminder
-about an incident updated or resolved since. It neither renders nor sends.
+subscriber who is no longer active, an SMS to a number a gateway has refused since, an
+escalation whose callback was closed, a reminder about an incident updated or resolved
+since, an SMS budget note whose held mailing was released. An SMS job renders its SMS text
+(``render["channel"] = "sms"``). It neither renders nor sends.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from notifier.models import (
     Subscriber,
     Update,
 )
+from notifier.outbox import sms
 from notifier.outbox.queueing import escalation_level, pause_id
 
 
@@ -97,8 +100,12 @@ class Loader:
         incident = incidents.get(message.incident_id) if message.incident_id else None
         update = self._updates.get(message.update_id) if message.update_id else None
         job = Job(message, subscriber, incident, update)
+        if message.channel == sms.CHANNEL:
+            job.render = {"channel": sms.CHANNEL}
         if subscriber is not None and subscriber.status != "active":
             job.cancel = f"cancelled: subscriber is {subscriber.status}"
+        elif message.channel == sms.CHANNEL and subscriber is not None and subscriber.phone_refused == message.recipient:
+            job.cancel = "cancelled: an SMS gateway refused this number"
         elif message.kind == "status":
             job.cancel = _stale_status(message, incident, latest)
         elif message.kind == "hotline":
@@ -110,6 +117,8 @@ class Loader:
             _escalation(job, callbacks.get(message.callback_id or 0))
         elif message.kind == "paused":
             _pause_note(job, pauses.get(pause_id(message.dedupe_key) or 0), session)
+        elif message.kind == sms.BUDGET_NOTE:
+            _budget_note(job, session)
         return job
 
     # -- queries ----------------------------------------------------------------------
@@ -203,3 +212,13 @@ def _pause_note(job: Job, pause: MailingPause | None, session: Session) -> None:
                Message.state.in_(UNSENT_STATES))  # type: ignore[attr-defined]
     ).scalar_one()  # fmt: skip
     job.render = {"pause": pause, "waiting": waiting}
+
+
+def _budget_note(job: Job, session: Session) -> None:
+    message = job.message
+    mailing = sms.budget_mailing(message.dedupe_key)
+    update_id = message.update_id if mailing == "status" else None
+    held = sms.held_count(session, message.incident_id or 0, mailing, update_id)
+    if not held:
+        job.cancel = "cancelled: the held SMS mailing was released or cancelled"
+    job.render = {"mailing": mailing, "held": held}

@@ -6,7 +6,9 @@ NOTHING`` on the de-duplication key so that running a step twice never queues tw
 de-duplication keys themselves; "latest wins" (:func:`cancel_unsent`); and the counts
 reported per kind and state. Claiming and recording delivery results are ``claims``; what
 a message says is ``rendering``'s business: a row stores only what is needed to render it
-at send time.
+at send time. Status notices and apologies go by e-mail to those with an address (and, when
+their ``channels`` are set, only if they name ``email``) and by SMS as ``outbox.sms`` decides:
+both channels' rows are born here, through the same insert, cancel and latest-wins rules.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, cast, func, literal, select, update
+from sqlalchemy import String, and_, cast, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from notifier.config import Config
 from notifier.models import UNSENT_STATES, AudienceMember, Incident, Message, Subscriber, UTCDateTime
+from notifier.outbox import sms
 
 _COLUMNS = [
     "kind", "channel", "state", "incident_id", "subscriber_id", "update_id",
@@ -63,13 +66,14 @@ def cancel_unsent(
     session: Session, reason: str, *, kind: str, incident_id: int | None = None,
     callback_id: int | None = None, recipients: Iterable[str] | None = None, except_update: int | None = None,
 ) -> int:  # fmt: skip
-    """Cancel the waiting (queued or retry) messages of ``kind`` that match; returns how many.
+    """Cancel the waiting (queued, retry, or held over an SMS budget) messages of ``kind`` that
+    match; returns how many.
 
     ``except_update`` keeps the rows of that update (the newer notice that supersedes the rest).
     A message already claimed by a sender is not touched here: the sender checks again
     before sending (``loading``), so a stale one is cancelled there instead of sent.
     """
-    conditions = [Message.kind == kind, Message.state.in_(UNSENT_STATES)]  # type: ignore[attr-defined]
+    conditions = [Message.kind == kind, Message.state.in_((*UNSENT_STATES, "held"))]  # type: ignore[attr-defined]
     if incident_id is not None:
         conditions.append(Message.incident_id == incident_id)
     if callback_id is not None:
@@ -111,7 +115,8 @@ def pause_id(dedupe_key: str) -> int | None:
 def _audience_select(
     incident_id: int, kind: str, key_prefix: str, update_id: int | None, due: datetime, now: datetime
 ) -> Any:
-    """Active audience members with an e-mail address, as outbox rows."""
+    """Active audience members with an e-mail address (and e-mail among their channels, when
+    they chose theirs), as outbox rows."""
     return (
         select(
             literal(kind), literal("email"), literal("queued"), literal(incident_id), Subscriber.id,
@@ -126,28 +131,57 @@ def _audience_select(
                 AudienceMember.incident_id == incident_id,
                 Subscriber.status == "active",
                 Subscriber.email.is_not(None),  # type: ignore[union-attr]
+                or_(Subscriber.channels == "", Subscriber.channels.like("%;email;%")),  # type: ignore[attr-defined]
             )
         )
     )
 
 
-def queue_status_notices(session: Session, incident: Incident, update_id: int, now: datetime) -> int:
+def queue_status_notices(
+    session: Session, incident: Incident, update_id: int, now: datetime, *, config: Config | None = None
+) -> int:
     """Queue the status notice of ``update_id`` to the audience; older unsent ones are cancelled.
 
     Members who already have this update's notice (a scope widening re-runs it) are skipped
-    by the de-duplication key, so only the newly affected get one.
+    by the de-duplication key, so only the newly affected get one. With ``config``, SMS go
+    out too (``outbox.sms``); returns how many rows were queued on both channels.
     """
     assert incident.id is not None
     cancel_unsent(session, "superseded by a newer status notice", kind="status", incident_id=incident.id,
                   except_update=update_id)  # fmt: skip
-    query = _audience_select(incident.id, "status", f"status:{incident.id}:{update_id}:", update_id, now, now)
-    return _insert_select(session, query)
+    prefix = f"status:{incident.id}:{update_id}:"
+    queued = _insert_select(session, _audience_select(incident.id, "status", prefix, update_id, now, now))
+    return queued + _queue_sms(session, config, incident, "status", prefix, update_id, now, now)
 
 
-def queue_apologies(session: Session, incident: Incident, due: datetime, now: datetime) -> int:
-    """Queue one apology per active audience member; the key makes a second run a no-op."""
+def queue_apologies(
+    session: Session, incident: Incident, due: datetime, now: datetime, *, config: Config | None = None
+) -> int:
+    """Queue one apology per active audience member (and SMS ones, with ``config``); the key
+    makes a second run a no-op."""
     assert incident.id is not None
-    return _insert_select(session, _audience_select(incident.id, "apology", f"apology:{incident.id}:", None, due, now))
+    prefix = f"apology:{incident.id}:"
+    queued = _insert_select(session, _audience_select(incident.id, "apology", prefix, None, due, now))
+    return queued + _queue_sms(session, config, incident, "apology", prefix, None, due, now)
+
+
+def _queue_sms(
+    session: Session, config: Config | None, incident: Incident, kind: str, prefix: str, update_id: int | None,
+    due: datetime, now: datetime,
+) -> int:  # fmt: skip
+    """The SMS twins of a mailing; over the budget they are held and on-call gets one note."""
+    if config is None:
+        return 0
+    queued = sum(_insert_select(session, query) for query in sms.sms_selects(config, incident, kind, prefix,
+                                                                               update_id, due, now))  # fmt: skip
+    held = sms.hold_over_budget(session, config, incident.id, kind, update_id) if queued else 0  # type: ignore[arg-type]
+    if held and config.notifier.oncall_email:
+        insert_rows(session, [message_row(
+            kind=sms.BUDGET_NOTE, channel="email", recipient=config.notifier.oncall_email,
+            dedupe_key=sms.budget_note_key(incident.id, kind, update_id),  # type: ignore[arg-type]
+            locale=config.notifier.default_locale, now=now, incident_id=incident.id, update_id=update_id,
+        )])  # fmt: skip
+    return queued
 
 
 def queue_announcements(
