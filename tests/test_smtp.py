@@ -307,3 +307,31 @@ async def test_ca_file_that_is_not_a_certificate_is_a_config_error(tmp_path: Any
     bogus.write_text("not a certificate")
     with pytest.raises(ConfigError, match=r"\[smtp\].ca_file"):
         SmtpMessenger(section(1025, security="starttls"), password=None, ca_file=bogus)
+
+
+# DATA as it is: composed bytes skip aiosmtplib's whole-body passes ---------------------------
+
+
+async def test_wire_ready_bytes_skip_the_clients_body_passes(server: ScriptedSmtpServer, monkeypatch) -> None:
+    import aiosmtplib.protocol
+
+    passes: list[int] = []
+    original = aiosmtplib.protocol.normalize_message_line_endings
+    monkeypatch.setattr(aiosmtplib.protocol, "normalize_message_line_endings",
+                        lambda data: passes.append(len(data)) or original(data))  # fmt: skip
+    body = DATA + b"x" * 70 + b"\r\n" * 1 + (b"y" * 76 + b"\r\n") * 60
+    outcome = await send_one(server.port, "ivan@example.org")
+    assert outcome.status == "sent" and passes == []
+    async with SmtpMessenger(section(server.port), password=None) as messenger:
+        assert (await messenger.send(SENDER, "olga@example.org", body)).status == "sent"
+    assert passes == [] and server.received[-1][2] == body
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"Subject: dots\r\n\r\n.hidden line\r\n..two\r\nend\r\n", b".starts with a dot\r\n", b"Subject: lf\n\nbare\nlf\n"],
+)
+async def test_bytes_that_need_stuffing_or_line_ends_still_arrive_intact(server: ScriptedSmtpServer, data: bytes) -> None:
+    async with SmtpMessenger(section(server.port), password=None) as messenger:
+        assert (await messenger.send(SENDER, "ivan@example.org", data)).status == "sent"
+    assert server.received[-1][2] == data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")

@@ -117,6 +117,14 @@ def tls_context(smtp: SmtpSection, ca_file: Path | None) -> ssl.SSLContext | Non
         raise ConfigError(f"[smtp].ca_file {ca_file}: not a readable PEM certificate bundle ({exc})") from None
 
 
+def _wire_ready(data: bytes) -> bool:
+    """True when ``data`` can go to DATA as it is: CRLF line ends only, no line starting with '.'."""
+    return (
+        not data.startswith(b".") and b"\r\n." not in data
+        and data.count(b"\n") == data.count(b"\r\n") == data.count(b"\r")
+    )  # fmt: skip
+
+
 class _Client(aiosmtplib.SMTP):
     """An aiosmtplib client that remembers how far the current transaction got.
 
@@ -141,6 +149,8 @@ class _Client(aiosmtplib.SMTP):
         protocol = self.protocol
         if protocol is None:
             return await super().data(message, **kwargs)
+        if isinstance(message, bytes) and _wire_ready(message) and hasattr(protocol, "_command_lock"):
+            return await self._data_as_is(protocol, message)
         write = protocol.write
 
         def tracking_write(chunk: bytes) -> None:
@@ -153,6 +163,44 @@ class _Client(aiosmtplib.SMTP):
             return await super().data(message, **kwargs)
         finally:
             vars(protocol).pop("write", None)
+
+    async def _data_as_is(self, protocol: Any, message: bytes) -> Any:
+        """DATA with bytes that are already CRLF and need no dot-stuffing: written as they are.
+
+        aiosmtplib would run two regular expressions over the whole body first (a new copy of
+        ~10 KB per message, ~11 % of the sender's CPU); composed messages never need them.
+        """
+        timeout = self.timeout
+        if protocol._command_lock is None:
+            raise SMTPServerDisconnected("Server not connected")
+        async with protocol._command_lock:
+            protocol._response_pending = True
+            protocol.write(b"DATA\r\n")
+            start = await protocol.read_response(timeout=timeout)
+            if start.code != 354:
+                raise SMTPDataError(start.code, start.message)
+            protocol._response_pending = True
+            protocol.write(message if message.endswith(b"\r\n") else message + b"\r\n")
+            protocol.write(b".\r\n")
+            self.stage = "body"
+            response = await protocol.read_response(timeout=timeout)
+        if response.code != 250:
+            raise SMTPDataError(response.code, response.message)
+        return response
+
+    async def transact(self, sender: str, recipient: str, data: bytes) -> Any:
+        """MAIL, RCPT, DATA for one recipient (what ``sendmail`` does, without its copies of
+        the body: SIZE is the length of bytes that are already what goes on the wire)."""
+        await self._ehlo_or_helo_if_needed()
+        options = [f"SIZE={len(data)}"] if self.supports_extension("size") else []
+        try:
+            await self.mail(sender, options=options)
+            await self.rcpt(recipient)  # SMTPRecipientRefused (an SMTPResponseException) if refused
+            return await self.data(data)
+        except SMTPResponseException:
+            with contextlib.suppress(SMTPResponseException, SMTPServerDisconnected, SMTPTimeoutError):
+                await self.rset()
+            raise
 
     async def rset(self, *args: Any, **kwargs: Any) -> Any:
         self.clean = False
@@ -438,8 +486,8 @@ class SmtpMessenger:
                     return problem
             client.stage = "idle"
             try:
-                _, reply = await client.sendmail(sender, [recipient], data)
-                return SendOutcome("sent", _reply(250, reply), 250)
+                reply = await client.transact(sender, recipient, data)
+                return SendOutcome("sent", _reply(250, reply.message), 250)
             except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
                 client.close()
                 if reused and client.stage in ("idle", "mail") and not isinstance(exc, SMTPTimeoutError):
