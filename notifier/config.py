@@ -555,6 +555,55 @@ class SmsSection(_Section):
         return {"status": self.status_notices, "apology": self.apologies}.get(kind, "none")
 
 
+class MaintenanceSection(_Section):
+    """Planned work (``notifier.maintenance``): when its reminders go and when on-call hears of an overrun."""
+
+    remind_before: list[Duration] = [timedelta(hours=24), timedelta(hours=1)]  # before the start
+    # A reminder this long or longer before the start never lands in the reader's local night:
+    # it moves to the night's end (still before the start).
+    night: str = "22:00-08:00"
+    night_applies_from: Duration = timedelta(hours=12)
+    overrun_margin: Duration = timedelta(minutes=30)  # past its end this long, not completed: remind on-call
+
+    @field_validator("remind_before")
+    @classmethod
+    def _leads(cls, value: list[timedelta]) -> list[timedelta]:
+        if any(lead <= timedelta(0) for lead in value):
+            raise ValueError("every lead time must be longer than 0 (such as \"24h\", \"1h\")")
+        return sorted(set(value), reverse=True)
+
+    @field_validator("night")
+    @classmethod
+    def _night(cls, value: str) -> str:
+        if value.strip() and not _CLOCK_RE.match(value):
+            raise ValueError(f"{value!r} is not a window such as '22:00-08:00' (empty: no night)")
+        return value.strip()
+
+    @property
+    def night_window(self) -> tuple[time, time] | None:
+        match = _CLOCK_RE.match(self.night) if self.night else None
+        if match is None:
+            return None
+        h1, m1, h2, m2 = (int(part) for part in match.groups())
+        return (time(h1, m1), time(h2, m2)) if (h1, m1) != (h2, m2) else None
+
+
+class SubscriptionsSection(_Section):
+    """Self-service subscriptions on the status page (``notifier.subscriptions``)."""
+
+    enabled: bool = True  # false: no subscribe form, /subscribe is 404
+    confirm_within: Duration = timedelta(hours=48)  # a confirmation link expires after this
+    requests_per_address: str = "3/hour"  # confirmation e-mails to one address (``limits`` notation)
+    requests_per_ip: str = "10/hour"  # subscribe requests from one client address
+
+    @field_validator("requests_per_address", "requests_per_ip")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        if not re.fullmatch(r"\s*\d+\s*/\s*(second|minute|hour|day)\s*", value):
+            raise ValueError(f"{value!r} is not a rate such as '3/hour'")
+        return value.strip()
+
+
 class Config(_Section):
     notifier: NotifierSection
     smtp: SmtpSection
@@ -567,6 +616,8 @@ class Config(_Section):
     bounces: BouncesSection = BouncesSection()
     ivr: IvrSection = IvrSection()
     sms: SmsSection = SmsSection()
+    maintenance: MaintenanceSection = MaintenanceSection()
+    subscriptions: SubscriptionsSection = SubscriptionsSection()
     path: Path = Path("config.toml")
 
     @field_validator("regions", "services")

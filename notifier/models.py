@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlmodel import Field, SQLModel
@@ -58,7 +59,8 @@ def _time(nullable: bool = False, index: bool = False) -> Any:
 
 # Vocabularies ---------------------------------------------------------------------------
 
-SUBSCRIBER_STATUSES = ("active", "unsubscribed", "bounced")
+SUBSCRIBER_STATUSES = ("active", "unsubscribed", "bounced", "pending")
+# "pending": subscribed on the status page, not confirmed yet: nothing but the confirmation goes to it.
 MESSAGE_STATES = ("queued", "sending", "sent", "retry", "failed", "cancelled", "held")
 # "held": an SMS mailing over [sms].max_messages_per_mailing, waiting for `notifier sms release`.
 # What became of a sent SMS, by the gateway's delivery reports (``message.delivery``).
@@ -88,6 +90,9 @@ class Subscriber(SQLModel, table=True):
     # The number an SMS gateway refused permanently (a bad number, like a hard bounce): no SMS
     # goes to it again; a different phone number is tried afresh.
     phone_refused: str | None = None
+    # Subscribed on the status page (double opt-in) rather than imported; when it was confirmed.
+    self_subscribed: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
+    confirmed_at: datetime | None = _time(nullable=True)
 
     @property
     def channel_list(self) -> list[str]:
@@ -118,6 +123,8 @@ class Incident(SQLModel, table=True):
     resolved_by: str = ""
     updated_at: datetime = _time()
     reminded_at: datetime | None = _time(nullable=True)  # last stale-incident reminder
+    # Declared during a planned maintenance of the same regions: {"ref", "title", "announced_at"}.
+    planned_work: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
     @property
     def ref(self) -> str:
@@ -181,6 +188,7 @@ class Message(SQLModel, table=True):
     delivery: str | None = None
     delivery_code: str | None = None
     delivery_at: datetime | None = _time(nullable=True)
+    maintenance_id: int | None = Field(default=None, foreign_key="maintenance.id", index=True)
 
 
 class SenderRow(SQLModel, table=True):
@@ -289,4 +297,64 @@ class SuppressionEvent(SQLModel, table=True):
     code: str = ""
     detail: str = ""
     source: str = ""
+    at: datetime = _time()
+
+
+MAINTENANCE_STATUSES = ("scheduled", "cancelled", "completed")  # "in progress" is scheduled and started
+
+
+class Maintenance(SQLModel, table=True):
+    """Planned work (``notifier.maintenance``): announced before, reminded, started, completed.
+
+    ``version`` moves on with every change of the times (reschedule, extend): a reminder queued
+    for an older version is no longer wanted.
+    """
+
+    __tablename__ = "maintenance"
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str
+    message: str = ""
+    regions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    services: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    starts_at: datetime = _time()
+    ends_at: datetime = _time()
+    status: str = "scheduled"
+    version: int = 1
+    previous_starts_at: datetime | None = _time(nullable=True)  # before the last reschedule
+    previous_ends_at: datetime | None = _time(nullable=True)
+    announced_at: datetime = _time()
+    completed_at: datetime | None = _time(nullable=True)
+    cancelled_at: datetime | None = _time(nullable=True)
+    created_by: str = ""
+    updated_at: datetime = _time()
+
+    @property
+    def ref(self) -> str:
+        return f"MNT-{self.id}"
+
+
+class MaintenanceAudience(SQLModel, table=True):
+    """The subscribers a maintenance affects, snapshotted when it is scheduled."""
+
+    __tablename__ = "maintenance_audience"
+
+    maintenance_id: int = Field(foreign_key="maintenance.id", primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", primary_key=True, index=True)
+    added_at: datetime = _time()
+
+
+SUBSCRIPTION_EVENTS = ("requested", "confirmed", "changed", "unsubscribed")
+
+
+class SubscriptionEvent(SQLModel, table=True):
+    """One self-service step of a subscriber (``notifier.subscriptions``), for ``subscribers stats``."""
+
+    __tablename__ = "subscription_event"
+    __table_args__ = (Index("ix_subscription_event_kind_at", "kind", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    kind: str
+    source: str = "web"  # web | cli | import
     at: datetime = _time()
