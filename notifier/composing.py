@@ -2,7 +2,7 @@
 
 Owns the wire format of outgoing mail: headers (RFC 2047 encoded words for Cyrillic
 names and subjects, folded to 78 columns), the multipart/alternative body with base64
-parts, ``Message-ID``, ``Date`` and the RFC 8058 one-click ``List-Unsubscribe`` pair.
+parts (inside a multipart/mixed when the message has attachments, such as an ``.ics``), ``Message-ID``, ``Date`` and the RFC 8058 one-click ``List-Unsubscribe`` pair.
 It does not render templates, sign tokens or talk SMTP. Everything here is a pure
 function of its arguments (data in, bytes out), and fast: the bytes are assembled
 directly, because ``email.message.EmailMessage`` spends ~6 ms re-folding headers
@@ -22,11 +22,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
-__all__ = ["Composer", "check_address", "encode_header_text", "message_id"]
+__all__ = ["Attachment", "Composer", "check_address", "encode_header_text", "message_id"]
 
 MAX_LINE = 78  # RFC 5322 2.1.1: SHOULD; the hard limit is 998
 # Control characters, plus the Unicode line/paragraph separators some tools split on.
@@ -41,6 +42,17 @@ _URL = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]+")  # printable ASCII without '<' a
 # Base64 bodies use only [A-Za-z0-9+/=] and '=' only as trailing padding, so "=_" can never
 # start a body line: a constant boundary cannot collide, and the bytes stay reproducible.
 BOUNDARY = "=_notifier_alt_0"
+MIXED_BOUNDARY = "=_notifier_mix_0"  # around the body and its attachments
+_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}")
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a message: an ASCII file name, its MIME type (parameters allowed), the bytes."""
+
+    filename: str
+    content_type: str
+    data: bytes
 
 
 def collapse_controls(text: str) -> str:
@@ -199,12 +211,15 @@ class Composer:
         date: datetime,
         unsubscribe_url: str | None,
         extra_headers: Mapping[str, str] | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> bytes:
         """One message as the bytes to hand to SMTP ``DATA``: CRLF line ends, 7-bit.
 
         With ``html`` the body is multipart/alternative (text, then HTML); without, a single
         text/plain part. ``unsubscribe_url`` adds ``List-Unsubscribe`` and the RFC 8058
         ``List-Unsubscribe-Post`` one-click header. ``date`` must be timezone-aware.
+        With ``attachments`` the body and the files go inside a multipart/mixed; without, the
+        bytes are exactly as they were before attachments existed.
         Raises ValueError for an unusable address, Message-ID, URL or extra header.
         """
         if date.tzinfo is None:
@@ -230,6 +245,8 @@ class Composer:
                 if not _HEADER_NAME.fullmatch(name):
                     raise ValueError(f"{name!r} is not a header name")
                 headers.append(f"{name}: {_machine_value(value, 'header ' + name)}")
+        if attachments:
+            return _mixed(headers, text, html, attachments)
         if html is None:
             headers.append("Content-Type: text/plain; charset=utf-8")
             headers.append("Content-Transfer-Encoding: base64")
@@ -249,3 +266,32 @@ class Composer:
                 f"\r\n--{BOUNDARY}--\r\n".encode("ascii"),
             )
         )
+
+
+def _mixed(headers: list[str], text: str, html: str | None, attachments: Sequence[Attachment]) -> bytes:
+    """The message as multipart/mixed: the text (or text and HTML alternative), then each file."""
+    if html is None:
+        body = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n" + _base64_body(text)
+    else:
+        part_head = (
+            f"\r\n--{BOUNDARY}\r\nContent-Type: text/%s; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: base64\r\n\r\n"
+        )
+        body = b"".join((f'Content-Type: multipart/alternative; boundary="{BOUNDARY}"\r\n'.encode("ascii"),
+                         (part_head % "plain").encode("ascii"), _base64_body(text),
+                         (part_head % "html").encode("ascii"), _base64_body(html),
+                         f"\r\n--{BOUNDARY}--".encode("ascii")))  # fmt: skip
+    pieces = [("\r\n".join([*headers, f'Content-Type: multipart/mixed; boundary="{MIXED_BOUNDARY}"']) + "\r\n").encode("ascii"),
+              f"\r\n--{MIXED_BOUNDARY}\r\n".encode("ascii"), body]  # fmt: skip
+    for attachment in attachments:
+        if not _FILENAME.fullmatch(attachment.filename):
+            raise ValueError(f"attachment name {attachment.filename!r} must be a plain ASCII file name")
+        kind = _machine_value(attachment.content_type, "attachment type")
+        pieces.append(
+            (f"\r\n--{MIXED_BOUNDARY}\r\nContent-Type: {kind}; name=\"{attachment.filename}\"\r\n"
+             f"Content-Disposition: attachment; filename=\"{attachment.filename}\"\r\n"
+             "Content-Transfer-Encoding: base64\r\n\r\n").encode("ascii")
+            + base64.encodebytes(attachment.data).replace(b"\n", b"\r\n")
+        )  # fmt: skip
+    pieces.append(f"\r\n--{MIXED_BOUNDARY}--\r\n".encode("ascii"))
+    return b"".join(pieces)

@@ -28,7 +28,8 @@ class OutgoingMessage:
 
     ``message_id`` is globally unique and stable for its outbox row across retries (a
     receiver can recognise a resend); ``facts`` are the structured facts behind the text
-    (incident, update, callback) for receivers that are programs, not people.
+    (incident, update, callback) for receivers that are programs, not people; ``attachments``
+    are files that go with it where the channel can carry them.
     """
 
     id: int  # the outbox row
@@ -45,6 +46,7 @@ class OutgoingMessage:
     unsubscribe_url: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     facts: Mapping[str, Any] = field(default_factory=dict)
+    attachments: tuple[Any, ...] = ()  # ``composing.Attachment``s (an announcement's .ics); e-mail only
 
 
 @dataclass(frozen=True, slots=True)
