@@ -347,6 +347,7 @@ class SmtpMessenger:
             message_id=message.message_id, to_name=message.recipient_name, to_address=message.recipient,
             subject=message.subject, text=message.text, html=message.html, date=message.date,
             unsubscribe_url=message.unsubscribe_url, extra_headers=self.headers(message),
+            attachments=message.attachments,
         )  # fmt: skip
         return self.signer.sign(data) if self.signer is not None else data
 
