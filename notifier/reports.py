@@ -1,7 +1,8 @@
 """Incident reports: what happened, to whom, and what we sent — the "learn" rule.
 
 Owns assembling one incident's report (timeline, audience size, messages by kind and
-state, first and last delivery) as plain data for the CLI, the web and the tests.
+state, the SMS among them by delivery state, first and last delivery) as plain data for the
+CLI, the web and the tests.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlmodel import Session
 from notifier import incidents, outbox
 from notifier.bounces.suppression import mailing_counts
 from notifier.models import Message
+from notifier.outbox.sms import sms_counts
 
 
 def incident_report(session: Session, ref: str | int) -> dict[str, Any]:
@@ -28,6 +30,7 @@ def incident_report(session: Session, ref: str | int) -> dict[str, Any]:
         **incidents.as_dict(incident),
         "audience": incidents.audience_size(session, incident.id),
         "messages": outbox.counts(session, incident.id),
+        "sms": sms_counts(session, incident.id),  # per kind: held … accepted, delivered, failed, expired
         "deliveries": {
             kind: {"first_sent_at": first, "last_sent_at": last} for kind, first, last in sent_window
         },

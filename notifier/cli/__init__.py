@@ -63,6 +63,7 @@ def _register() -> None:
         serve,
         setup,
         sink,
+        sms,
         subscribers,
         suppression,
         templates,

@@ -1,4 +1,5 @@
-"""`notifier outbox` and `notifier report`: what is queued, sent and failed, per incident."""
+"""`notifier outbox` and `notifier report`: what is queued, sent and failed, per incident (and the
+SMS among them by delivery state: accepted by the gateway, delivered, failed, expired)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from notifier.cli.common import console, print_json, state, thousands
 from notifier.db import read_session
 from notifier.models import MESSAGE_STATES
 from notifier.outbox import pauses
+from notifier.outbox.sms import SMS_STATES, sms_counts
 
 JSON = typer.Option(False, "--json", help="print one JSON object")
 
 
-def _table(counts: dict[str, dict[str, int]]) -> list[str]:
-    states = [s for s in MESSAGE_STATES if any(s in row for row in counts.values())]
+def _table(counts: dict[str, dict[str, int]], vocabulary: tuple[str, ...] = MESSAGE_STATES) -> list[str]:
+    states = [s for s in vocabulary if any(s in row for row in counts.values())]
     lines = [f"{'kind':<12}" + "".join(f"{s:>11}" for s in states)]
     for kind in sorted(counts):
         lines.append(f"{kind:<12}" + "".join(f"{thousands(counts[kind].get(s, 0)):>11}" for s in states))
@@ -37,9 +39,10 @@ def outbox_(
     with read_session(engine) as session:
         key = incidents.get(session, incident_id).id if incident_id else None
         counts = outbox.counts(session, key)
+        texts = sms_counts(session, key)
     paused = pauses.current(engine)
     if as_json:
-        print_json({"incident": f"INC-{key}" if key else None, "messages": counts,
+        print_json({"incident": f"INC-{key}" if key else None, "messages": counts, "sms": texts,
                     "paused": [{"kind": p.kind, "channel": p.channel, "locale": p.locale, "since": p.since,
                                 "problem": p.problem} for p in paused]})  # fmt: skip
         return
@@ -47,6 +50,10 @@ def outbox_(
         console.print("The outbox is empty.")
     for line in _table(counts) if counts else []:
         console.print(line, markup=False)
+    if texts:
+        console.print("SMS of them, by delivery:", markup=False)
+        for line in _table(texts, SMS_STATES):
+            console.print("  " + line, markup=False)
     for row in paused:
         console.print(f"paused: {pauses.describe(row)} (fix the template; sending resumes by itself)", markup=False)
 
@@ -82,6 +89,10 @@ def report(
     console.print("Messages:")
     for line in _table(data["messages"]) if data["messages"] else ["  none"]:
         console.print("  " + line, markup=False)
+    if data["sms"]:
+        console.print("  SMS of them, by delivery:", markup=False)
+        for line in _table(data["sms"], SMS_STATES):
+            console.print("    " + line, markup=False)
     for kind, n in sorted(data.get("bounces", {}).items()):
         console.print(
             f"  {kind}: {n['hard_bounces']} hard and {n['soft_bounces']} soft bounces, "

@@ -43,7 +43,7 @@ log = logging.getLogger("notifier.sender")
 _DB_ERRORS = (DatabaseError, DBAPIError)
 RECORD_INTERVAL = 0.1
 RECORD_BATCH = 200
-KINDS = ("status", "apology", "hotline", "reminder", "escalation", "paused")
+KINDS = ("status", "apology", "hotline", "reminder", "escalation", "paused", "over_budget")
 
 
 @dataclass
@@ -566,8 +566,10 @@ def message_facts(job: Job) -> dict[str, Any]:
 
 
 async def open_messengers(config: Config) -> dict[str, Messenger]:
-    """One messenger per channel, started: e-mail (the SMTP pool) and webhooks."""
+    """One messenger per channel, started: e-mail (the SMTP pool), webhooks, and SMS when
+    ``[sms]`` names a gateway."""
     from notifier.delivery.dkim import signer_from_config
+    from notifier.delivery.sms import sms_messenger
     from notifier.delivery.smtp import ReturnPath, SmtpMessenger
     from notifier.delivery.webhook import WebhookMessenger
 
@@ -583,6 +585,7 @@ async def open_messengers(config: Config) -> dict[str, Messenger]:
         ),  # fmt: skip
         WebhookMessenger(sender=config.smtp.from_address),
     ]
+    wanted += [messenger for messenger in [sms_messenger(config)] if messenger is not None]
     opened: dict[str, Messenger] = {}
     try:
         for messenger in wanted:

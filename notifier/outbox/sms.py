@@ -189,3 +189,43 @@ def release(session: Session, incident_id: int, kinds: Iterable[str] = _MAILING_
         .values(state="queued", last_error="released from hold")
     )  # fmt: skip
     return session.exec(stmt.execution_options(preserve_rowcount=True)).rowcount  # type: ignore[call-overload]
+
+
+SMS_STATES = ("held", "queued", "sending", "retry", "accepted", "delivered", "failed", "expired", "cancelled")
+
+
+def sms_counts(session: Session, incident_id: int | None = None) -> dict[str, dict[str, int]]:
+    """``{kind: {state: n}}`` of the SMS only, a sent one by what its delivery reports said:
+    ``accepted`` (by the gateway, no final report yet), ``delivered``, ``failed``, ``expired``."""
+    query = (
+        select(Message.kind, Message.state, Message.delivery, func.count())
+        .where(Message.channel == CHANNEL)
+        .group_by(Message.kind, Message.state, Message.delivery)
+    )
+    if incident_id is not None:
+        query = query.where(Message.incident_id == incident_id)
+    result: dict[str, dict[str, int]] = defaultdict(dict)
+    for kind, state, delivery, n in session.exec(query):  # type: ignore[call-overload]
+        shown = (delivery or "accepted") if state == "sent" else state
+        result[kind][shown] = result[kind].get(shown, 0) + n
+    return dict(result)
+
+
+def refused_numbers(session: Session, limit: int = 1000) -> list[Subscriber]:
+    """Subscribers whose current phone number a gateway refused, newest first."""
+    query = (
+        select(Subscriber)
+        .where(Subscriber.phone_refused.is_not(None), Subscriber.phone_refused == Subscriber.phone)  # type: ignore[union-attr]
+        .order_by(Subscriber.updated_at.desc())  # type: ignore[attr-defined]
+        .limit(limit)
+    )
+    return list(session.exec(query).scalars())  # type: ignore[call-overload]
+
+
+def allow_number(session: Session, subscriber: Subscriber, now: datetime) -> bool:
+    """Text ``subscriber``'s number again (a refusal that was a mistake); False if none was refused."""
+    if subscriber.phone_refused is None:
+        return False
+    subscriber.phone_refused, subscriber.updated_at = None, now
+    session.add(subscriber)
+    return True

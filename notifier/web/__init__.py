@@ -8,7 +8,7 @@ styles and scripts are files under ``/static/`` (``templates/web/static/``); req
 are bounded (``bodies``); the interactive API docs are off (their assets would come from a
 CDN the policy blocks): the OpenAPI document stays at ``/api/openapi.json``. The app holds no state besides ``app.state``; business state is in the database.
 Routes live one module per concern: ``public``, ``api``, ``feed``, ``unsubscribe``,
-``console`` (and ``console_hotline``), ``alerts``; shared dependencies in ``deps``.
+``console`` (and ``console_hotline``), ``alerts``, ``sms`` (delivery reports), ``letters``; shared dependencies in ``deps``.
 """
 
 from __future__ import annotations
@@ -104,6 +104,8 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
     both unsubscribe links and console sessions.
     """
     from notifier.web import alerts, api, bounces, console, errors, feed, ivr, public, unsubscribe
+    from notifier.web import letters as letter_pages  # the full letter behind an apology SMS
+    from notifier.web import sms as sms_reports  # SMS gateways' delivery reports
 
     secret = config.secret()
     locale = config.notifier.default_locale
@@ -142,6 +144,8 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
     app.include_router(alerts.router)
     app.include_router(bounces.router)
     app.include_router(ivr.router)
+    app.include_router(sms_reports.router)
+    app.include_router(letter_pages.router)
     _include_hotline(app)
     return app
 
