@@ -41,15 +41,17 @@ def subscriber_dict(s: Subscriber) -> dict[str, Any]:
     return {
         "id": s.id, "external_id": s.external_id, "name": s.name, "email": s.email, "phone": s.phone,
         "region": s.region, "services": s.service_list, "locale": s.locale, "status": s.status,
+        "channels": s.channel_list, "phone_refused": s.phone_refused is not None and s.phone_refused == s.phone,
         "created_at": s.created_at, "updated_at": s.updated_at,
     }  # fmt: skip
 
 
 def _line(s: Subscriber) -> str:
     contact = " ".join(part for part in (display_email(s.email), s.phone) if part)
+    channels = f" via {'+'.join(s.channel_list)}" if s.channel_list else ""
     return (
         f"{s.external_id or '#' + str(s.id):<14} {s.status:<12} {s.region:>3}  {s.name}  {contact}  "
-        f"[{', '.join(s.service_list)}] {s.locale}"
+        f"[{', '.join(s.service_list)}] {s.locale}{channels}"
     )
 
 
@@ -70,7 +72,7 @@ def _summary(report: ImportReport) -> str:
 def import_(
     ctx: typer.Context,
     file: Path = typer.Argument(
-        ..., metavar="FILE.csv", help="CSV: external_id,name,email,phone,region,services,locale"
+        ..., metavar="FILE.csv", help="CSV: external_id,name,email,phone,region,services,locale[,channels]"
     ),
     errors: Path | None = typer.Option(
         None, "--errors", help="write the rejected rows here (CSV: original columns + line,reason)"
@@ -196,6 +198,9 @@ def add(
     service: list[str] = typer.Option([], "--service", help="service code (repeat for more)"),
     locale: str = typer.Option("", "--locale", help="ru | en (default: the config's default_locale)"),
     external_id: str = typer.Option("", "--external-id", help="account number"),
+    channel: list[str] = typer.Option(
+        [], "--channel", help="email | sms (repeat for both; default: by [sms] in the config)"
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Add one subscriber (checked by the same rules as the import).
@@ -207,7 +212,7 @@ def add(
     with write_session(st.engine()) as session:
         subscriber = subscribers.add_subscriber(
             session, st.config, external_id=external_id, name=name, email=email, phone=phone,
-            region=region, services=service, locale=locale,
+            region=region, services=service, locale=locale, **({"channels": channel} if channel else {}),
         )  # fmt: skip
     if as_json:
         print_json(subscriber_dict(subscriber))

@@ -12,6 +12,8 @@ Import rules worth knowing:
 * A row is matched to an existing subscriber by ``external_id`` when it has one, else by
   e-mail (case-insensitive), else by phone; it updates that subscriber or inserts a new one.
 * An update never changes ``status``: an unsubscribed or bounced subscriber stays so.
+* The optional ``channels`` column (``email;sms``) sets a subscriber's channels; a file
+  without it leaves them as they are.
 * When the same key appears twice in one file, the later row wins (counted as ``superseded``
   when both fall in one batch, as an update otherwise).
 * Every bad row is reported with its line number and reason, whatever is wrong with it
@@ -40,7 +42,7 @@ from notifier.errors import UsageError
 from notifier.models import Subscriber, utcnow
 from notifier.subscribers.csv_files import CsvSource, ErrorsWriter, Record
 from notifier.subscribers.duplicates import SharedMailbox, SharedMailboxes
-from notifier.subscribers.validation import COLUMNS, RowError, clean, row_key
+from notifier.subscribers.validation import COLUMNS, OPTIONAL_COLUMNS, RowError, clean, row_key
 
 KEPT_REJECTIONS = 20
 PARALLEL_FROM_BYTES = 4_000_000
@@ -98,7 +100,7 @@ def _header(name: str, fields: list[str] | None) -> list[str]:
     if fields is None:
         raise UsageError(f"{name}: the file is empty; expected the header {','.join(COLUMNS)}")
     header = [column.strip().lstrip("\ufeff").lower() for column in fields]
-    unknown = [column for column in header if column not in COLUMNS]
+    unknown = [column for column in header if column not in COLUMNS + OPTIONAL_COLUMNS]
     missing = [column for column in COLUMNS if column not in header]
     doubled = sorted({column for column in header if header.count(column) > 1})
     problems = []
@@ -248,7 +250,7 @@ def _chunks(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
 def _existing(session: Session, by_key: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], Any]:
     """The stored subscriber each key names: a few IN queries, whatever the batch size."""
     found: dict[tuple[str, str], Any] = {}
-    columns = [_TABLE.c.id, _TABLE.c.external_id, *(_TABLE.c[name] for name in _COMPARED)]
+    columns = [_TABLE.c.id, _TABLE.c.external_id, *(_TABLE.c[name] for name in _COMPARED), _TABLE.c.channels]
     for kind in ("external_id", "email_key", "phone"):
         values = [value for k, value in by_key if k == kind]
         column = _TABLE.c[kind]
@@ -264,9 +266,6 @@ def _existing(session: Session, by_key: dict[tuple[str, str], dict[str, Any]]) -
     return found
 
 
-_INSERTED = ("external_id", *_COMPARED, "status", "created_at", "updated_at")
-
-
 def upsert_batch(session: Session, rows: list[dict[str, Any]], report: ImportReport) -> None:
     """Insert new subscribers and update changed ones, in one executemany of each kind.
 
@@ -280,6 +279,9 @@ def upsert_batch(session: Session, rows: list[dict[str, Any]], report: ImportRep
             report.superseded += 1
         by_key[key] = row
     existing = _existing(session, by_key)
+    # A file with a channels column sets them (empty: by the config); one without keeps them.
+    compared = _COMPARED + ("channels",) if rows and "channels" in rows[0] else _COMPARED
+    inserted = ("external_id", *compared, "status", "created_at", "updated_at")
     connection = session.connection()
     dialect = connection.dialect
     to_db = _TABLE.c.updated_at.type.bind_processor(dialect)
@@ -288,18 +290,18 @@ def upsert_batch(session: Session, rows: list[dict[str, Any]], report: ImportRep
     for key, row in by_key.items():
         stored = existing.get(key)
         if stored is None:
-            inserts.append((row["external_id"], *(row[name] for name in _COMPARED), "active", now, now))
-        elif any(getattr(stored, name) != row[name] for name in _COMPARED):
-            updates.append((*(row[name] for name in _COMPARED), now, stored.id))
+            inserts.append((row["external_id"], *(row[name] for name in compared), "active", now, now))
+        elif any(getattr(stored, name) != row[name] for name in compared):
+            updates.append((*(row[name] for name in compared), now, stored.id))
         else:
             report.unchanged += 1
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     if inserts:
-        columns = ", ".join(_INSERTED)
-        values = ", ".join([mark] * len(_INSERTED))
+        columns = ", ".join(inserted)
+        values = ", ".join([mark] * len(inserted))
         connection.exec_driver_sql(f"INSERT INTO subscriber ({columns}) VALUES ({values})", inserts)
     if updates:
-        assignments = ", ".join(f"{name} = {mark}" for name in (*_COMPARED, "updated_at"))
+        assignments = ", ".join(f"{name} = {mark}" for name in (*compared, "updated_at"))
         connection.exec_driver_sql(f"UPDATE subscriber SET {assignments} WHERE id = {mark}", updates)
     report.inserted += len(inserts)
     report.updated += len(updates)

@@ -20,7 +20,14 @@ from sqlmodel import Session
 from notifier.config import Config
 from notifier.errors import AmbiguousSubscriber, SubscriberNotFound, UsageError
 from notifier.models import SUBSCRIBER_STATUSES, Subscriber, utcnow
-from notifier.subscribers.validation import COLUMNS, RowError, clean, normalise_phone, row_key
+from notifier.subscribers.validation import (
+    COLUMNS,
+    OPTIONAL_COLUMNS,
+    RowError,
+    clean,
+    normalise_phone,
+    row_key,
+)
 
 _PHONE_LIKE = re.compile(r"[\d\s()+\-.]{5,}")
 _TABLE = Subscriber.__table__  # type: ignore[attr-defined]
@@ -28,11 +35,13 @@ _TABLE = Subscriber.__table__  # type: ignore[attr-defined]
 
 def add_subscriber(session: Session, config: Config, **fields: Any) -> Subscriber:
     """Add one subscriber (same rules as the import); refuses one that already exists."""
-    unknown = set(fields) - set(COLUMNS)
+    unknown = set(fields) - set(COLUMNS + OPTIONAL_COLUMNS)
     if unknown:
         raise UsageError(f"unknown subscriber field(s): {', '.join(sorted(unknown))}")
     services = fields.get("services") or ""
     fields["services"] = services if isinstance(services, str) else ";".join(services)
+    if not isinstance(fields.get("channels") or "", str):
+        fields["channels"] = ";".join(fields["channels"])
     try:
         row = clean({name: str(value) for name, value in fields.items() if value is not None}, config)
     except RowError as exc:

@@ -2,8 +2,8 @@
 
 Owns the checks (no control characters, no direction-changing invisible characters — the
 rules of ``notifier.characters`` —, no non-UTF-8 bytes, field lengths, an e-mail or a
-phone, a known region, known services, a supported locale; zero-width characters are
-stripped), the normalisation of e-mail
+phone, a known region, known services, a supported locale, channels among e-mail and SMS
+with their addresses; zero-width characters are stripped), the normalisation of e-mail
 addresses (email_validator's rules, no DNS) and phone numbers (E.164), and the key a clean
 row is matched to a stored subscriber by. It reads nothing and writes nothing: the import
 (``importing``) and one-at-a-time additions (``lookup``) apply these rules.
@@ -22,6 +22,8 @@ from notifier import characters
 from notifier.config import LOCALES, Config
 
 COLUMNS: tuple[str, ...] = ("external_id", "name", "email", "phone", "region", "services", "locale")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("channels",)  # "email;sms"; absent or empty: by [sms] in the config
+CHANNELS: tuple[str, ...] = ("email", "sms")
 MAX_NAME = 200
 MAX_EXTERNAL_ID = 100
 MAX_FIELD = 1000
@@ -73,13 +75,27 @@ def _services(raw: str, config: Config) -> str:
     return ";" + ";".join(codes) + ";" if codes else ""
 
 
+def _channels(raw: str, email: str | None, phone: str | None) -> str:
+    """``email;sms`` -> ``;email;sms;``; each named channel needs its address."""
+    named = {code.strip().lower() for code in raw.replace(",", ";").split(";") if code.strip()}
+    unknown = sorted(named - set(CHANNELS))
+    if unknown:
+        raise RowError(f"unknown channel {unknown[0]!r} (known: {', '.join(CHANNELS)})")
+    if "email" in named and not email:
+        raise RowError("channels name email, but there is no e-mail address")
+    if "sms" in named and not phone:
+        raise RowError("channels name sms, but there is no phone")
+    codes = [code for code in CHANNELS if code in named]
+    return ";" + ";".join(codes) + ";" if codes else ""
+
+
 def clean(values: dict[str, str], config: Config) -> dict[str, Any]:
     """One subscriber's raw fields -> the columns to store; raises RowError with the reason."""
     everything = "".join(values.values())
     if characters.suspicious(everything) or _NOT_UTF8.search(everything):
         values = _checked_characters(values)
     if any(len(value) > MAX_FIELD for value in values.values()):
-        column = next(c for c in COLUMNS if len(values.get(c) or "") > MAX_FIELD)
+        column = next(c for c in COLUMNS + OPTIONAL_COLUMNS if len(values.get(c) or "") > MAX_FIELD)
         raise RowError(f"{column} is longer than {MAX_FIELD} characters")
     external_id = (values.get("external_id") or "").strip()
     if len(external_id) > MAX_EXTERNAL_ID:
@@ -100,7 +116,7 @@ def clean(values: dict[str, str], config: Config) -> dict[str, Any]:
     locale = (values.get("locale") or "").strip().lower() or config.notifier.default_locale
     if locale not in LOCALES:
         raise RowError(f"locale must be one of {', '.join(LOCALES)}, not {locale!r}")
-    return {
+    row: dict[str, Any] = {
         "external_id": external_id or None,
         "name": name,
         "name_key": name.casefold(),
@@ -111,6 +127,9 @@ def clean(values: dict[str, str], config: Config) -> dict[str, Any]:
         "services": _services(values.get("services") or "", config),
         "locale": locale,
     }
+    if "channels" in values:  # only when the file (or the command) has the column: else kept as stored
+        row["channels"] = _channels(values.get("channels") or "", email, phone)
+    return row
 
 
 def _checked_characters(values: dict[str, str]) -> dict[str, str]:
@@ -118,7 +137,7 @@ def _checked_characters(values: dict[str, str]) -> dict[str, str]:
     for control or direction-changing characters (``notifier.characters``)."""
     if _NOT_UTF8.search("".join(values.values())):
         raise RowError("not UTF-8 text (save the file as UTF-8)")
-    for column in COLUMNS:
+    for column in COLUMNS + OPTIONAL_COLUMNS:
         problem = characters.problem(values.get(column) or "")
         if problem:
             raise RowError(f"{column} {problem}")
