@@ -46,6 +46,11 @@ class SubscriberNotFound(NotFoundError):
         super().__init__(f"No subscriber matches {key!r} (try an account number, e-mail or phone).")
 
 
+class MaintenanceNotFound(NotFoundError):
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"No maintenance by the id of {ref!r} was found (see: notifier maintenance list).")
+
+
 class InvalidTransition(NotifierError):
     """An incident cannot move to the requested status."""
 

@@ -13,7 +13,12 @@ The context templates see is documented in ``templates/README.md``. The internal
 context from ``staff_notices`` and are checked with the rest. Status notices and apologies
 also render as SMS (``channel="sms"``: ``templates/sms/<kind>/<lang>/body.txt``, one text
 whose segments — ``segments`` — may not exceed ``[sms].max_segments``; the apology SMS links
-the reader's full letter, ``letters``).
+the reader's full letter, ``letters``). Planned work (``maintenance.letters``: the announcement
+with its ``.ics`` attachment, reminders, started/completed/rescheduled/cancelled/extended
+notices, on-call's overrun note) and the subscription confirmation (``subscriptions``) are
+``PLANNED_KINDS``, rendered and checked the same way; every letter to a subscriber gets its
+``preferences_url``, and a status notice of an incident declared during planned work says so
+(``planned_work``).
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
-from notifier import letters, segments, staff_notices
+from notifier import letters, segments, staff_notices, subscriptions
+from notifier.composing import Attachment
 from notifier.config import LOCALES, Config
-from notifier.errors import TemplateProblem, UsageError
+from notifier.errors import ConfigError, TemplateProblem, UsageError
+from notifier.maintenance import letters as planned_letters
 from notifier.models import Call, Callback, Incident, MailingPause, Subscriber, Update, utcnow
 from notifier.samples import sample_incident, sample_subscriber, sample_update
 from notifier.wording import (
@@ -52,7 +59,9 @@ from notifier.wording import (
 # About an incident, for subscribers and the hotline; then the notices to our own staff.
 KINDS: tuple[str, ...] = ("status", "apology", "hotline")
 INTERNAL_KINDS: tuple[str, ...] = ("reminder", "escalation", "paused", "over_budget")  # ``staff_notices``
-ALL_KINDS: tuple[str, ...] = KINDS + INTERNAL_KINDS
+# Planned work and the subscription confirmation (``maintenance.letters``, ``subscriptions``).
+PLANNED_KINDS: tuple[str, ...] = (*planned_letters.KINDS, "subscription_confirm")
+ALL_KINDS: tuple[str, ...] = KINDS + INTERNAL_KINDS + PLANNED_KINDS
 _FOLDERS = {"status": "email/status", "apology": "email/apology", "hotline": "hotline",
             "reminder": "internal/reminder", "escalation": "internal/escalation", "paused": "internal/paused",
             "over_budget": "internal/over_budget"}  # fmt: skip
@@ -60,6 +69,10 @@ _PARTS = {"status": ("subject.txt", "body.txt", "body.html"), "apology": ("subje
           "hotline": ("subject.txt", "body.txt"), "reminder": ("subject.txt", "body.txt"),
           "escalation": ("subject.txt", "body.txt"), "paused": ("subject.txt", "body.txt"),
           "over_budget": ("subject.txt", "body.txt")}  # fmt: skip
+_FOLDERS.update({kind: f"email/{kind}" for kind in PLANNED_KINDS})
+_FOLDERS["maintenance_overrun"] = "internal/maintenance_overrun"
+_PARTS.update({kind: ("subject.txt", "body.txt", "body.html") for kind in PLANNED_KINDS})
+_PARTS["maintenance_overrun"] = ("subject.txt", "body.txt")
 SMS_KINDS: tuple[str, ...] = ("status", "apology")  # also sent as SMS: templates/sms/<kind>/<lang>/body.txt
 _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
 
@@ -88,6 +101,7 @@ class Rendered:
     subject: str  # one line, stripped; any CR/LF/control char collapsed to a space
     text: str
     html: str | None  # None for hotline
+    attachments: tuple[Attachment, ...] = ()  # the .ics of a maintenance announcement
 
 
 @dataclass(frozen=True)
@@ -317,6 +331,8 @@ class Renderer:
             raise UsageError(f"unknown kind {kind!r} (one of {', '.join(ALL_KINDS)})")
         if locale not in LOCALES:
             locale = self.config.notifier.default_locale
+        if kind in PLANNED_KINDS:
+            return self._planned_context(kind, locale, subscriber, unsubscribe_url, now, **staff)
         if kind in INTERNAL_KINDS:
             return self._staff_context(kind, incident, locale, subscriber, update, now, **staff)
         if incident is None:
@@ -326,7 +342,8 @@ class Renderer:
         code = self._region(region or (subscriber.region if subscriber else None), incident)
         shared = self._shared_context(incident, update, code, locale, now)
         reader = {**self._reader(shared, incident, subscriber), "name": subscriber.name if subscriber else ""}
-        return {**shared, "reader": reader, "unsubscribe_url": unsubscribe_url}
+        return {**shared, "reader": reader, "unsubscribe_url": unsubscribe_url,
+                "preferences_url": self.preferences_url(subscriber), "planned_work": self._planned_work(incident, locale)}
 
     def _staff_context(
         self, kind: str, incident: Incident | None, locale: str, subscriber: Subscriber | None,
@@ -380,7 +397,54 @@ class Renderer:
             html = self._run(folder + "body.html", ctx) if "body.html" in _PARTS[kind] else None
         except _Failed as failed:
             raise TemplateProblem(str(failed.issue)) from None
-        return Rendered(subject=subject, text=text, html=html)
+        extra = planned_letters.attachments(self.config, kind, staff.get("maintenance"), subscriber, ctx["locale"])
+        return Rendered(subject=subject, text=text, html=html, attachments=extra)
+
+    # Planned work, subscriptions -------------------------------------------------------
+
+    def _signing_secret(self) -> bytes:
+        if self._secret is None:
+            self._secret = self.config.secret()
+        return self._secret
+
+    def preferences_url(self, subscriber: Subscriber | None) -> str:
+        """The signed link to ``subscriber``'s preferences page ("" without one)."""
+        if subscriber is None or subscriber.id is None:
+            return ""
+        try:
+            secret = self._signing_secret()
+        except ConfigError:  # `templates check` and `preview` may run without the secret: no link then
+            return ""
+        return subscriptions.preferences_url(self.config, secret, subscriber.id)
+
+    def _planned_work(self, incident: Incident, locale: str) -> str:
+        """"This is the planned work … announced on …" for an incident declared during one."""
+        known = incident.planned_work
+        if not known:
+            return ""
+        region = self._region(None, incident)
+        area = self.config.regions[region]
+        announced = moment(datetime.fromisoformat(known["announced_at"]), area.zone, zone_label(area.timezone, locale),
+                           locale)  # fmt: skip
+        if locale == "ru":
+            return f"Это плановые работы «{known['title']}», о которых мы предупреждали {announced['date']}."
+        return f"This is the planned work “{known['title']}” announced on {announced['date']}."
+
+    def _planned_context(
+        self, kind: str, locale: str, subscriber: Subscriber | None, unsubscribe_url: str, now: datetime | None,
+        **facts: Any,
+    ) -> dict[str, Any]:  # fmt: skip
+        if kind == "subscription_confirm":
+            if subscriber is None:
+                raise UsageError("a subscription confirmation is for a subscriber; none was given")
+            return subscriptions.confirmation_context(self.config, self._signing_secret(), subscriber, locale, now)
+        if facts.get("maintenance") is None:
+            raise UsageError(f"a {kind} message is about a maintenance; none was given")
+        return planned_letters.context(
+            self.config, kind, maintenance=facts["maintenance"], locale=locale, subscriber=subscriber,
+            unsubscribe_url=unsubscribe_url, preferences_url=self.preferences_url(subscriber),
+            lead=facts.get("lead"), now=now,
+        )  # fmt: skip
 
     # SMS --------------------------------------------------------------------------------
 
@@ -475,6 +539,10 @@ class Renderer:
         """Contexts covering the branches templates take: with and without each optional part."""
         if kind in INTERNAL_KINDS:
             yield from staff_notices.samples(self.config, kind, locale)
+            return
+        if kind in PLANNED_KINDS:
+            yield from (subscriptions.confirmation_samples(self.config, locale) if kind == "subscription_confirm"
+                        else planned_letters.samples(self.config, kind, locale))  # fmt: skip
             return
         resolved = sample_incident(self.config)
         bare = sample_incident(self.config, compensation_days=None, services=[], cause="", measures="")

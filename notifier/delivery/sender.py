@@ -43,7 +43,11 @@ log = logging.getLogger("notifier.sender")
 _DB_ERRORS = (DatabaseError, DBAPIError)
 RECORD_INTERVAL = 0.1
 RECORD_BATCH = 200
-KINDS = ("status", "apology", "hotline", "reminder", "escalation", "paused", "over_budget")
+KINDS = ("status", "apology", "hotline", "reminder", "escalation", "paused", "over_budget",
+         # planned work and self-service subscriptions (rendering.PLANNED_KINDS)
+         "maintenance", "maintenance_reminder", "maintenance_started", "maintenance_completed",
+         "maintenance_rescheduled", "maintenance_cancelled", "maintenance_extended", "maintenance_overrun",
+         "subscription_confirm")
 
 
 @dataclass

@@ -7,7 +7,12 @@ a status notice superseded by a newer one or whose incident is resolved, anythin
 subscriber who is no longer active, an SMS to a number a gateway has refused since, an
 escalation whose callback was closed, a reminder about an incident updated or resolved
 since, an SMS budget note whose held mailing was released. An SMS job renders its SMS text
-(``render["channel"] = "sms"``). It neither renders nor sends.
+(``render["channel"] = "sms"``). Planned work's messages get their maintenance as it is
+now (and a reminder its lead time) and are dropped once no longer wanted: a reminder or
+started notice planned for a start the maintenance no longer has (rescheduled), anything but
+the cancellation about a cancelled maintenance, a reminder after its completion; a
+subscription confirmation gets its (pending) subscriber, and is dropped when that one is
+gone or has been unsubscribed since. It neither renders nor sends.
 """
 
 from __future__ import annotations
@@ -27,13 +32,14 @@ from notifier.models import (
     Call,
     Callback,
     Incident,
+    Maintenance,
     MailingPause,
     Message,
     Meta,
     Subscriber,
     Update,
 )
-from notifier.outbox import sms
+from notifier.outbox import planned, sms
 from notifier.outbox.queueing import escalation_level, pause_id
 
 
@@ -86,9 +92,11 @@ class Loader:
             self._cache_updates(session, {m.update_id for m in messages if m.update_id} | set(latest.values()))
             callbacks = self._callbacks(session, {m.callback_id for m in messages if m.kind == "escalation"})
             pauses = self._pauses(session, {pause_id(m.dedupe_key) for m in messages if m.kind == "paused"})
-            return [
+            jobs = [
                 self._job(m, s, incidents, latest, callbacks, pauses, session) for m, s in rows
             ]
+            _planned_jobs(session, jobs)
+            return jobs
 
     # -- one job ----------------------------------------------------------------------
 
@@ -222,3 +230,44 @@ def _budget_note(job: Job, session: Session) -> None:
     if not held:
         job.cancel = "cancelled: the held SMS mailing was released or cancelled"
     job.render = {"mailing": mailing, "held": held}
+
+
+def _planned_jobs(session: Session, jobs: list[Job]) -> None:
+    """Give planned work's and confirmation jobs what their templates need, or why not to send."""
+    wanted = {job.message.maintenance_id for job in jobs if job.message.maintenance_id}
+    found = session.execute(select(Maintenance).where(Maintenance.id.in_(wanted))).scalars() if wanted else []  # type: ignore[union-attr]
+    maintenances = {m.id: m for m in found}
+    for job in jobs:
+        message = job.message
+        if message.kind == planned.CONFIRMATION:
+            _confirmation(job, session)
+        elif message.maintenance_id is not None and job.cancel is None:
+            maintenance = maintenances.get(message.maintenance_id)
+            job.render = {"maintenance": maintenance}
+            if message.kind == planned.REMINDER:
+                job.render["lead"] = planned.reminder_lead(message.dedupe_key)
+            job.cancel = _unwanted_planned(message, maintenance)
+
+
+def _unwanted_planned(message: Message, maintenance: Maintenance | None) -> str | None:
+    if maintenance is None:
+        return "cancelled: the maintenance no longer exists"
+    if maintenance.status == "cancelled" and message.kind != "maintenance_cancelled":
+        return "cancelled: the maintenance was called off"
+    if message.kind in (planned.REMINDER, planned.STARTED):
+        if maintenance.status == "completed":
+            return "cancelled: the maintenance is over"
+        if planned.planned_start(message.dedupe_key) != int(maintenance.starts_at.timestamp()):
+            return "cancelled: the maintenance was rescheduled"
+    if message.kind == planned.OVERRUN and maintenance.status != "scheduled":
+        return "cancelled: the maintenance is no longer running"
+    return None
+
+
+def _confirmation(job: Job, session: Session) -> None:
+    subscriber_id = planned.confirmation_subscriber(job.message.dedupe_key)
+    subscriber = session.get(Subscriber, subscriber_id) if subscriber_id else None
+    if subscriber is None or subscriber.status not in ("pending", "active") or subscriber.email != job.message.recipient:
+        job.cancel = "cancelled: the subscription request is no longer open"
+        return
+    job.render = {"subscriber": subscriber}

@@ -9,6 +9,8 @@ a message says is ``rendering``'s business: a row stores only what is needed to 
 at send time. Status notices and apologies go by e-mail to those with an address (and, when
 their ``channels`` are set, only if they name ``email``) and by SMS as ``outbox.sms`` decides:
 both channels' rows are born here, through the same insert, cancel and latest-wins rules.
+Planned work's rows (announcement, reminders, notices) and subscription confirmations are
+born in ``outbox.planned``, through :func:`insert_rows` and keys of their own.
 """
 
 from __future__ import annotations
