@@ -81,3 +81,18 @@ def test_sms_templates_are_strict_like_the_email_ones(tmp_path) -> None:
     config = load_config(write_config(tmp_path, f"sqlite:///{tmp_path}/x.db", notifier={"templates": str(templates)}))
     issues = [str(issue) for issue in Renderer(config).check()]
     assert any("sms/status/en/body.txt:1:" in issue and "eta" in issue for issue in issues)
+
+
+def test_preview_channel_sms_shows_segments_then_the_text(cli, engine, make_subscriber) -> None:
+    reader = make_subscriber(region="66", email=None, name="Ирина Петрова")
+    declared = cli("incident", "declare", "--title", "Не отправляются отчёты в ФНС", "--region", "66", "--json")
+    ref = declared.json()["id"]
+    cli("incident", "resolve", ref, "--cause", "Диск", "--measures", "Замена")
+    shown = cli("preview", ref, "--kind", "apology", "--channel", "sms", "--subscriber", reader.external_id)
+    assert shown.exit_code == 0, shown.stderr
+    head, _, text = shown.stdout.partition("\n\n")
+    assert head.startswith("Segments: ") and "UCS-2" in head and "at most 4 allowed" in head
+    assert text.startswith("Сфера Отчётности: Не отправляются отчёты в ФНС") and f"/letters/{ref[4:]}/" in text
+    assert segments.count(text.strip()).describe() in head
+    wrong = cli("preview", ref, "--kind", "hotline", "--channel", "sms")
+    assert wrong.exit_code == 2 and wrong.stderr.startswith("error: --channel sms previews")

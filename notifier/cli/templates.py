@@ -1,4 +1,5 @@
-"""`notifier templates check` and `notifier preview`: see what subscribers will get, before they do.
+"""`notifier templates check` and `notifier preview`: see what subscribers will get, before they do
+(by e-mail, or by SMS with its segment count).
 
 Thin wrappers over ``notifier.rendering``; the subscriber is found by any key
 (``notifier.subscribers.get_one``).
@@ -7,19 +8,20 @@ Thin wrappers over ``notifier.rendering``; the subscriber is found by any key
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import typer
 from sqlalchemy import select
 from sqlmodel import Session
 
-from notifier import incidents, subscribers, tokens
+from notifier import incidents, segments, subscribers, tokens
 from notifier.cli import app
 from notifier.cli.common import console, err_console, state
 from notifier.config import LOCALES, Config
 from notifier.db import read_session
 from notifier.errors import UsageError
 from notifier.models import Subscriber, Update
-from notifier.rendering import KINDS, Renderer
+from notifier.rendering import KINDS, SMS_KINDS, Renderer
 from notifier.samples import sample_subscriber
 
 templates_app = typer.Typer(help="Check the notification templates.", no_args_is_help=True)
@@ -71,13 +73,19 @@ def preview(
     ),
     html: bool = typer.Option(False, "--html", help="print the HTML part instead of the text"),
     locale: str | None = typer.Option(None, "--locale", help="ru | en (default: the subscriber's)"),
+    channel: str = typer.Option("email", "--channel", help="email | sms (the SMS text and its segments)"),
 ) -> None:
-    """Print exactly what a subscriber would get for an incident: the subject, then the body.
+    """Print exactly what a subscriber would get for an incident: the subject, then the body
+    (with --channel sms: the segments it costs, then the SMS text).
 
     Example: notifier preview INC-1 --kind apology --subscriber ACC-000123
     """
     if kind not in KINDS:
         raise UsageError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if channel not in ("email", "sms"):
+        raise UsageError(f"--channel must be email or sms, not {channel!r}")
+    if channel == "sms" and (kind not in SMS_KINDS or html):
+        raise UsageError("--channel sms previews a status notice or an apology, as plain text (no --html)")
     if locale is not None and locale not in LOCALES:
         raise UsageError(f"--locale must be one of {', '.join(LOCALES)}, not {locale!r}")
     if html and kind == "hotline":
@@ -100,6 +108,9 @@ def preview(
     else:
         reader, lang = subscriber, locale or subscriber.locale
     unsubscribe = _unsubscribe_url(config, reader) if reader else ""
+    if channel == "sms":
+        _preview_sms(config, kind, incident, lang, subscriber, update)
+        return
     rendered = Renderer(config).render(
         kind, incident=incident, locale=lang, subscriber=reader, update=update, unsubscribe_url=unsubscribe
     )
@@ -107,3 +118,14 @@ def preview(
     typer.echo(f"Subject: {rendered.subject}\n")
     body = (rendered.html or "") if html else rendered.text
     typer.echo(body, nl=not body.endswith("\n"))
+
+
+def _preview_sms(config: Config, kind: str, incident: Any, locale: str, reader: Subscriber, update: Any) -> None:
+    """The SMS and what it costs: ``Segments: 2 segments, UCS-2 (…)``, then the text."""
+    signable = reader.id is not None and len(os.environ.get(config.notifier.secret_env, "")) >= 16
+    # A real subscriber's link when it can be signed (None: the renderer signs it), else a placeholder.
+    letter = None if signable else f"{config.notifier.public_base_url}/letters/{incident.id}/PREVIEW"
+    rendered = Renderer(config).render(kind, incident=incident, locale=locale, subscriber=reader, update=update,
+                                       channel="sms", letter_url=letter)  # fmt: skip
+    typer.echo(f"Segments: {segments.count(rendered.text).describe()}; at most {config.sms.max_segments} allowed\n")
+    typer.echo(rendered.text)
