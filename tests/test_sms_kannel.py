@@ -10,9 +10,9 @@ import asyncio
 import email
 import email.policy
 import re
-from contextlib import contextmanager
 import urllib.request
 from collections import Counter
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
