@@ -3,6 +3,8 @@
 Owns the status machine, the audience snapshot (one ``INSERT … SELECT`` of the active
 subscribers in the incident's regions who use one of its services) and deciding which
 mailings each step owes (queued through ``outbox``). It does not send or render anything.
+An incident declared during a planned maintenance of one of its regions records which
+(``planned_work``), so its notices can say "this is the planned work announced on …".
 Every function takes the Session it works in; writes expect a ``db.write_session``.
 """
 
@@ -17,7 +19,7 @@ from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from notifier import characters, compensation, outbox
+from notifier import characters, compensation, maintenance, outbox
 from notifier.config import SEVERITIES, Config
 from notifier.errors import IncidentNotFound, InvalidTransition, UsageError
 from notifier.models import AudienceMember, Incident, Subscriber, Update, UTCDateTime, utcnow
@@ -184,6 +186,7 @@ def declare(
         title=title, severity=severity, status="investigating", regions=regions, services=services,
         started_at=started_at, declared_at=now, declared_by=by, updated_at=now,
     )  # fmt: skip
+    incident.planned_work = _planned_work(session, regions, started_at)
     session.add(incident)
     session.flush()
     text = _check_text(message, "--message", required=False, multiline=True)
@@ -194,6 +197,14 @@ def declare(
         queued["status"] = outbox.queue_status_notices(session, incident, first.id, now, config=config)  # type: ignore[arg-type]
     queued["hotline"] = _announce(session, config, incident, first, now)
     return StepResult(incident, affected=affected, added=affected, queued=queued)
+
+
+def _planned_work(session: Session, regions: list[str], started_at: datetime) -> dict[str, Any] | None:
+    """The maintenance under way in one of ``regions`` when the incident started, if any."""
+    planned = maintenance.during(session, regions, started_at)
+    if planned is None:
+        return None
+    return {"ref": planned.ref, "title": planned.title, "announced_at": planned.announced_at.isoformat()}
 
 
 def post_update(
