@@ -43,6 +43,7 @@ def subscriber_dict(s: Subscriber) -> dict[str, Any]:
         "region": s.region, "services": s.service_list, "locale": s.locale, "status": s.status,
         "channels": s.channel_list, "phone_refused": s.phone_refused is not None and s.phone_refused == s.phone,
         "created_at": s.created_at, "updated_at": s.updated_at,
+        "self_subscribed": s.self_subscribed, "confirmed_at": s.confirmed_at,
     }  # fmt: skip
 
 
@@ -51,7 +52,7 @@ def _line(s: Subscriber) -> str:
     channels = f" via {'+'.join(s.channel_list)}" if s.channel_list else ""
     return (
         f"{s.external_id or '#' + str(s.id):<14} {s.status:<12} {s.region:>3}  {s.name}  {contact}  "
-        f"[{', '.join(s.service_list)}] {s.locale}{channels}"
+        f"[{', '.join(s.service_list)}] {s.locale}{channels}{'  self-subscribed' if s.self_subscribed else ''}"
     )
 
 
