@@ -2,8 +2,11 @@
 
 Owns writing a throw-away project (config, subscribers CSV, database) in a directory,
 and driving the real pieces through it: import, declare, update, send the status
-notices, resolve with a cause and measures, send the apologies. It adds no behaviour
-of its own: everything it does, a user can do with the CLI.
+notices, resolve with a cause and measures, send the apologies. A few subscribers have only
+a phone number: they get their notices and apology by SMS, through the demo's stand-in for
+Kannel (``sms_sink``; it sends nothing to any phone), and its delivery reports come back to
+the real web app, run here on a free port. It adds no behaviour of its own: everything it
+does, a user can do with the CLI and ``notifier serve``.
 """
 
 from __future__ import annotations
@@ -15,11 +18,16 @@ import email.policy
 import os
 import random
 import secrets
+import socket
 import tempfile
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from notifier import incidents, outbox, subscribers
 from notifier.config import load_config
@@ -27,7 +35,9 @@ from notifier.db import make_engine, read_session, upgrade, write_session
 from notifier.delivery.sender import SendReport, send_due
 from notifier.errors import NotifierError
 from notifier.models import utcnow
+from notifier.outbox.sms import sms_counts
 from notifier.sink import Sink
+from notifier.sms_sink import KannelStandIn
 
 # Subscribers per region, roughly: a few large regions, many small ones.
 REGION_WEIGHTS = {
@@ -59,8 +69,14 @@ CASE_MEASURES = (
 )
 
 
-def write_subscribers_csv(path: Path, count: int, regions: list[str], *, seed: int = 7) -> None:
-    """A realistic subscriber list: Russian names, skewed regions, mixed services."""
+SMS_USER, SMS_PASSWORD_ENV = "notifier", "NOTIFIER_DEMO_SMS_PASSWORD"
+
+
+def write_subscribers_csv(
+    path: Path, count: int, regions: list[str], *, seed: int = 7, phone_only_every: int = 0
+) -> None:
+    """A realistic subscriber list: Russian names, skewed regions, mixed services; every
+    ``phone_only_every``-th subscriber (0: none) has a phone number and no e-mail."""
     rng = random.Random(seed)
     codes = [code for code in REGION_WEIGHTS if code in regions] or regions
     weights = [REGION_WEIGHTS.get(code, 1) for code in codes]
@@ -72,21 +88,24 @@ def write_subscribers_csv(path: Path, count: int, regions: list[str], *, seed: i
             surname = last + "а" if first in FEMININE else last
             services = ";".join(rng.choices(SERVICE_MIXES, SERVICE_WEIGHTS)[0])
             locale = "en" if rng.random() < 0.08 else "ru"
+            address = "" if phone_only_every and n % phone_only_every == 0 else f"client{n}@example.org"
             writer.writerow([
-                f"{7700000000 + n}", f"{first} {surname}", f"client{n}@example.org", f"+7 912 {n:07d}",
+                f"{7700000000 + n}", f"{first} {surname}", address, f"+7 912 {n:07d}",
                 rng.choices(codes, weights)[0], services, locale,
             ])  # fmt: skip
 
 
 def write_demo_config(
     directory: Path, smtp_port: int, *, database_url: str | None = None, connections: int | None = None,
-    send_status_notices: bool = True,
+    send_status_notices: bool = True, sms: tuple[str, str] | None = None,
 ) -> Path:  # fmt: skip
     """Write ``directory/config.toml``: the example config.toml of this checkout, sending to a
     local sink on ``smtp_port`` with the shipped templates; the demo and the benchmarks use it.
 
     ``database_url`` (default: ``notifier.db`` next to the config), ``connections`` (default:
-    the example's) and ``send_status_notices`` override the example's values. NotifierError if
+    the example's) and ``send_status_notices`` override the example's values; ``sms`` (a
+    sendsms URL and the web's base URL for delivery reports) adds an ``[sms]`` section with
+    no quiet hours (the demo runs at any hour). NotifierError if
     the example config is missing or no longer has a line this replaces.
     """
     root = Path(__file__).resolve().parent.parent
@@ -109,6 +128,10 @@ def write_demo_config(
         if old not in text:
             raise NotifierError(f"{template} has no {old!r} to replace (the demo config is made from it)")
         text = text.replace(old, new, 1)
+    if sms is not None:
+        sendsms, web = sms
+        text += (f'\n[sms]\ngateway = "kannel"\nsender = "Sfera"\nquiet_hours = ""\nreport_base_url = "{web}"\n'
+                 f'kannel = {{ url = "{sendsms}", username = "{SMS_USER}", password_env = "{SMS_PASSWORD_ENV}" }}\n')  # fmt: skip
     path = directory / "config.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -124,6 +147,38 @@ class DemoResult:
     apologies_sent: int
     mail_dir: Path
     sample_apology: str
+    sms_sent: int = 0
+    sms_delivered: int = 0
+    sample_sms: str = ""
+    sms_file: Path | None = None
+
+
+@contextmanager
+def _web(sock: socket.socket, config: Any, engine: Any) -> Iterator[None]:
+    """The real web app (delivery reports, letters) under uvicorn on ``sock``, in a thread."""
+    import uvicorn
+
+    from notifier.web import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(config, engine), log_level="warning", lifespan="off",
+                                           access_log=False))  # fmt: skip
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _listening() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
 
 
 def run_demo(directory: Path | None, *, count: int = 4000, say: Callable[[str], None] = print) -> DemoResult:
@@ -133,70 +188,81 @@ def run_demo(directory: Path | None, *, count: int = 4000, say: Callable[[str], 
     if os.environ.get("NOTIFIER_SECRET", "") == "":
         os.environ["NOTIFIER_SECRET"] = secrets.token_urlsafe(24)
         say("NOTIFIER_SECRET was not set: using a random one for this demo (it signs unsubscribe links).")
-    mail_dir = directory / "mail"
-    with Sink(mail_dir) as sink:
-        config = load_config(write_demo_config(directory, sink.port))
+    os.environ.setdefault(SMS_PASSWORD_ENV, secrets.token_urlsafe(12))
+    mail_dir, sock = directory / "mail", _listening()
+    web = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with Sink(mail_dir) as sink, KannelStandIn(directory, username=SMS_USER,
+                                               password=os.environ[SMS_PASSWORD_ENV]) as phones:  # fmt: skip
+        config = load_config(write_demo_config(directory, sink.port, sms=(phones.url, web)))
         engine = make_engine(config.database_url)
         upgrade(engine)
-        say(f"Project in {directory}: config.toml, notifier.db; SMTP sink on 127.0.0.1:{sink.port}.")
-
-        csv_path = directory / "subscribers.csv"
-        write_subscribers_csv(csv_path, count, list(config.regions))
-        report = subscribers.import_csv(engine, config, csv_path)
-        say(
-            f"Imported {report.imported} subscribers from {csv_path.name} across {len(config.regions)} regions."
-        )
-
-        now = utcnow()
-        started = now - timedelta(hours=5, minutes=7)
-        with write_session(engine) as session:
-            declared = incidents.declare(
-                session, config, title=CASE_TITLE, regions=["66", "54"],
-                services=["tax-reporting"], severity="major", started_at=started, by="дежурный инженер",
-                message=CASE_MESSAGE,
-                now=started + timedelta(minutes=12),
-            )  # fmt: skip
-            active = incidents.active_subscribers(session)
-        ref = declared.incident.ref
-        share = 100 * declared.affected / active
-        say(f"Declared {ref}: tax-reporting down in regions 66 (UTC+5) and 54 (UTC+7): "
-            f"{declared.affected} of {active} subscribers affected ({share:.1f} %).")  # fmt: skip
-        with write_session(engine) as session:
-            incidents.post_update(
-                session, config, ref, status="identified", by="дежурный инженер",
-                message="Причина найдена: отказал сервер баз данных. Переключаем на резервный.",
-                now=started + timedelta(minutes=40),
-            )  # fmt: skip
-        sent = asyncio.run(send_due(engine, config))
-        say(f"Status notices: {_sent(sent, 'status')} sent (only the newest notice per subscriber goes out); "
-            f"hotline announcements: {_sent(sent, 'hotline')} sent to the call centre.")  # fmt: skip
-
-        with write_session(engine) as session:
-            resolved = incidents.resolve(
-                session, config, ref, by="дежурный инженер", resolved_at=now,
-                cause=CASE_CAUSE, measures=CASE_MEASURES,
-            )  # fmt: skip
-        say(f"Resolved {ref} after 5 h 7 min; {resolved.queued.get('apology', 0) if resolved.queued else 0} "
-            f"apologies queued; compensation by policy: {resolved.incident.compensation_days} days.")  # fmt: skip
-        apologies = asyncio.run(send_due(engine, config))
-        say(f"Apologies: {_sent(apologies, 'apology')} sent.")
-        sink.wait_for(sent.sent + apologies.sent, timeout=10)
+        say(f"Project in {directory}: config.toml, notifier.db; SMTP sink on 127.0.0.1:{sink.port}; "
+            f"SMS to the demo's stand-in for Kannel on 127.0.0.1:{phones.port} (no phone gets anything); web on {web}.")  # fmt: skip
+        with _web(sock, config, engine):
+            result, sent = _case(directory, engine, config, count, say)
+            sink.wait_for(sent - len(phones.messages), timeout=10)
+            result.sms_delivered = _wait_delivered(engine, len(phones.messages))
         with read_session(engine) as session:
-            counts = outbox.counts(session, declared.incident.id)
-        say(f"Outbox for {ref}: {counts}")
+            counts = outbox.counts(session, incidents.parse_ref(result.incident))
+        say(f"Outbox for {result.incident}: {counts}")
     engine.dispose()
-    sample = _sample_apology(mail_dir)
-    say(f"{sink.messages} e-mails stored as .eml files in {mail_dir}")
-    return DemoResult(
-        directory,
-        ref,
-        declared.affected,
-        active,
-        _sent(sent, "status"),
-        _sent(apologies, "apology"),
-        mail_dir,
-        sample,
-    )
+    result.sample_apology, result.mail_dir = _sample_apology(mail_dir), mail_dir
+    result.sms_sent, result.sms_file = len(phones.messages), directory / "sms.txt"
+    result.sample_sms = next((m.text for m in reversed(phones.messages) if "/letters/" in m.text), "")
+    say(f"{sink.messages} e-mails stored as .eml files in {mail_dir}; {result.sms_sent} SMS in "
+        f"{result.sms_file}, {result.sms_delivered} of them reported delivered to {web}/sms/reports/…")  # fmt: skip
+    return result
+
+
+def _wait_delivered(engine: Any, expected: int, timeout: float = 10) -> int:
+    """How many SMS delivery reports said "delivered", once all ``expected`` have (or time is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with read_session(engine) as session:
+            delivered = sum(row.get("delivered", 0) for row in sms_counts(session).values())
+        if delivered >= expected or time.monotonic() > deadline:
+            return delivered
+        time.sleep(0.05)
+
+
+def _case(
+    directory: Path, engine: Any, config: Any, count: int, say: Callable[[str], None]
+) -> tuple[DemoResult, int]:
+    """Import, declare, update, send, resolve, send: the result, and how many messages went."""
+    csv_path = directory / "subscribers.csv"
+    write_subscribers_csv(csv_path, count, list(config.regions), phone_only_every=40)
+    report = subscribers.import_csv(engine, config, csv_path)
+    say(f"Imported {report.imported} subscribers from {csv_path.name} across {len(config.regions)} regions "
+        "(one in 40 has only a phone number).")  # fmt: skip
+    now = utcnow()
+    started = now - timedelta(hours=5, minutes=7)
+    with write_session(engine) as session:
+        declared = incidents.declare(
+            session, config, title=CASE_TITLE, regions=["66", "54"], services=["tax-reporting"], severity="major",
+            started_at=started, by="дежурный инженер", message=CASE_MESSAGE, now=started + timedelta(minutes=12),
+        )  # fmt: skip
+        active = incidents.active_subscribers(session)
+    ref = declared.incident.ref
+    say(f"Declared {ref}: tax-reporting down in regions 66 (UTC+5) and 54 (UTC+7): "
+        f"{declared.affected} of {active} subscribers affected ({100 * declared.affected / active:.1f} %).")  # fmt: skip
+    with write_session(engine) as session:
+        incidents.post_update(
+            session, config, ref, status="identified", by="дежурный инженер", now=started + timedelta(minutes=40),
+            message="Причина найдена: отказал сервер баз данных. Переключаем на резервный.",
+        )  # fmt: skip
+    sent = asyncio.run(send_due(engine, config))
+    say(f"Status notices: {_sent(sent, 'status')} sent by e-mail and SMS (only the newest notice per subscriber "
+        f"goes out); hotline announcements: {_sent(sent, 'hotline')} sent to the call centre.")  # fmt: skip
+    with write_session(engine) as session:
+        resolved = incidents.resolve(session, config, ref, by="дежурный инженер", resolved_at=now,
+                                     cause=CASE_CAUSE, measures=CASE_MEASURES)  # fmt: skip
+    say(f"Resolved {ref} after 5 h 7 min; {(resolved.queued or {}).get('apology', 0)} apologies queued "
+        f"(e-mail and SMS); compensation by policy: {resolved.incident.compensation_days} days.")  # fmt: skip
+    apologies = asyncio.run(send_due(engine, config))
+    say(f"Apologies: {_sent(apologies, 'apology')} sent.")
+    result = DemoResult(directory, ref, declared.affected, active, _sent(sent, "status"),
+                        _sent(apologies, "apology"), directory / "mail", "")  # fmt: skip
+    return result, sent.sent + apologies.sent
 
 
 def _sent(report: SendReport, kind: str) -> int:

@@ -21,7 +21,8 @@ def demo(
 ) -> None:
     """Run the whole case: subscribers, an outage in two regions, status notices, the apology.
 
-    Needs no config and no database: it writes its own in --dir and starts a local SMTP sink.
+    Needs no config and no database: it writes its own in --dir and starts a local SMTP sink, the
+    demo's stand-in for an SMS gateway (sendsms like Kannel's; it texts nobody) and the web app.
     Example: notifier demo --dir /tmp/notifier-demo
     """
     from notifier.demo import run_demo
@@ -29,6 +30,9 @@ def demo(
     result = run_demo(directory, count=count, say=lambda line: console.print(line, markup=False))
     console.print("\nOne of the apologies, as a subscriber in Sverdlovsk Oblast reads it:\n", markup=False)
     console.print(result.sample_apology, markup=False)
+    if result.sample_sms:
+        console.print("\nOne of the apology SMS, as a client with only a phone number reads it:\n", markup=False)
+        console.print(result.sample_sms + "\n", markup=False)
     console.print(
         f"Open the e-mails in {result.mail_dir} with any mail client; the project is in {result.directory}."
     )
