@@ -20,11 +20,20 @@ _MAC_BYTES = 16
 _MAX_TOKEN = 64  # far longer than any real token; refuse junk before doing any work
 
 
+_KEYED: dict[bytes, hmac.HMAC] = {}  # secret -> HMAC with the key already set up (copied per token)
+
+
 def _mac(secret: bytes, purpose: str, subscriber_id: int) -> str:
     if not secret:
         raise ValueError("the signing secret must not be empty")
-    digest = hmac.new(secret, f"notifier:{purpose}:{subscriber_id}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest[:_MAC_BYTES]).rstrip(b"=").decode("ascii")
+    keyed = _KEYED.get(secret)
+    if keyed is None:
+        if len(_KEYED) > 8:
+            _KEYED.clear()
+        keyed = _KEYED[secret] = hmac.new(secret, digestmod=hashlib.sha256)
+    mac = keyed.copy()  # a mailing signs one link per letter: set the key up once, not each time
+    mac.update(f"notifier:{purpose}:{subscriber_id}".encode())
+    return base64.urlsafe_b64encode(mac.digest()[:_MAC_BYTES]).rstrip(b"=").decode("ascii")
 
 
 def make_token(secret: bytes, subscriber_id: int, *, purpose: str = UNSUBSCRIBE) -> str:

@@ -52,6 +52,7 @@ from aiosmtplib import (
     SMTPDataError,
     SMTPException,
     SMTPHeloError,
+    SMTPRecipientRefused,
     SMTPRecipientsRefused,
     SMTPResponseException,
     SMTPSenderRefused,
@@ -135,21 +136,14 @@ class _Client(aiosmtplib.SMTP):
 
     stage = "idle"
     clean = True
-
-    async def mail(self, *args: Any, **kwargs: Any) -> Any:
-        self.stage = "mail"
-        return await super().mail(*args, **kwargs)
-
-    async def rcpt(self, *args: Any, **kwargs: Any) -> Any:
-        self.stage = "rcpt"
-        return await super().rcpt(*args, **kwargs)
+    ready = False  # the current message's bytes are known to be wire-ready
 
     async def data(self, message: str | bytes, /, **kwargs: Any) -> Any:
         self.stage = "data"
         protocol = self.protocol
         if protocol is None:
             return await super().data(message, **kwargs)
-        if isinstance(message, bytes) and _wire_ready(message) and hasattr(protocol, "_command_lock"):
+        if isinstance(message, bytes) and hasattr(protocol, "_command_lock") and (self.ready or _wire_ready(message)):
             return await self._data_as_is(protocol, message)
         write = protocol.write
 
@@ -180,22 +174,32 @@ class _Client(aiosmtplib.SMTP):
             if start.code != 354:
                 raise SMTPDataError(start.code, start.message)
             protocol._response_pending = True
-            protocol.write(message if message.endswith(b"\r\n") else message + b"\r\n")
-            protocol.write(b".\r\n")
+            protocol.write(message + (b".\r\n" if message.endswith(b"\r\n") else b"\r\n.\r\n"))  # one send
             self.stage = "body"
             response = await protocol.read_response(timeout=timeout)
         if response.code != 250:
             raise SMTPDataError(response.code, response.message)
         return response
 
-    async def transact(self, sender: str, recipient: str, data: bytes) -> Any:
+    async def transact(self, sender: str, recipient: str, data: bytes, *, ready: bool = False) -> Any:
         """MAIL, RCPT, DATA for one recipient (what ``sendmail`` does, without its copies of
-        the body: SIZE is the length of bytes that are already what goes on the wire)."""
+        the body: SIZE is the length of bytes that are already what goes on the wire).
+
+        ``ready``: the bytes were composed here (CRLF, nothing to dot-stuff), no need to look.
+        Both addresses went through ``check_address`` first, so they go on the wire as they are.
+        """
         await self._ehlo_or_helo_if_needed()
-        options = [f"SIZE={len(data)}"] if self.supports_extension("size") else []
+        size = b" SIZE=%d" % len(data) if self.supports_extension("size") else b""
+        self.ready = ready
         try:
-            await self.mail(sender, options=options)
-            await self.rcpt(recipient)  # SMTPRecipientRefused (an SMTPResponseException) if refused
+            self.stage = "mail"
+            response = await self.execute_command(b"MAIL FROM:<" + sender.encode("ascii") + b">" + size)
+            if response.code != 250:
+                raise SMTPSenderRefused(response.code, response.message, sender)
+            self.stage = "rcpt"
+            response = await self.execute_command(b"RCPT TO:<" + recipient.encode("ascii") + b">")
+            if response.code not in (250, 251):
+                raise SMTPRecipientRefused(response.code, response.message, recipient)
             return await self.data(data)
         except SMTPResponseException:
             with contextlib.suppress(SMTPResponseException, SMTPServerDisconnected, SMTPTimeoutError):
@@ -359,12 +363,13 @@ class SmtpMessenger:
         except ValueError as exc:
             return SendOutcome("permanent", str(exc))
         sender = self.return_path(message.id) if self.return_path is not None else self.smtp.from_address
-        return await self.send(sender, recipient, data)
+        return await self.send(sender, recipient, data, composed=True)
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> SendOutcome:
+    async def send(self, sender: str, recipient: str, data: bytes, *, composed: bool = False) -> SendOutcome:
         """One transaction: MAIL FROM ``sender``, RCPT TO ``recipient`` only (the envelope
-        never comes from the headers), DATA ``data`` (CRLF bytes, as composed); waits out a
-        throttling relay for up to ``[smtp].throttle_patience``."""
+        never comes from the headers), DATA ``data`` (CRLF bytes, as composed: ``composed``
+        says they came from :meth:`compose`); waits out a throttling relay for up to
+        ``[smtp].throttle_patience``."""
         if self._fatal is not None:
             raise self._fatal
         # aiosmtplib runs addresses through email.utils.parseaddr, which turns
@@ -384,7 +389,7 @@ class SmtpMessenger:
             if not await self.throttle.wait():
                 return SendOutcome("deferred", "the run stopped while the SMTP relay was throttling us")
             try:
-                outcome = await self._send_once(sender, recipient, data)
+                outcome = await self._send_once(sender, recipient, data, composed)
             except _Throttled as exc:
                 left = self.throttle.hit(exc.detail)
                 if time.monotonic() + left > deadline:
@@ -396,14 +401,14 @@ class SmtpMessenger:
 
     # ------------------------------------------------------------------------------------
 
-    async def _send_once(self, sender: str, recipient: str, data: bytes) -> SendOutcome:
+    async def _send_once(self, sender: str, recipient: str, data: bytes, composed: bool) -> SendOutcome:
         await self.limiter.acquire()
         client = await self._idle.get()
         if self._fatal is not None:  # another task hit it while this one waited
             self._idle.put_nowait(client)
             raise self._fatal
         try:
-            return await self._transact(client, sender, recipient, data)
+            return await self._transact(client, sender, recipient, data, composed)
         except BaseException:
             client.close()  # cancelled, failed or throttled mid-command: the session state is unknown
             raise
@@ -478,7 +483,9 @@ class SmtpMessenger:
         self.connects += 1
         return None
 
-    async def _transact(self, client: _Client, sender: str, recipient: str, data: bytes) -> SendOutcome:
+    async def _transact(
+        self, client: _Client, sender: str, recipient: str, data: bytes, composed: bool = False
+    ) -> SendOutcome:
         reused = client.is_connected
         while True:
             if not client.is_connected:
@@ -487,7 +494,7 @@ class SmtpMessenger:
                     return problem
             client.stage = "idle"
             try:
-                reply = await client.transact(sender, recipient, data)
+                reply = await client.transact(sender, recipient, data, ready=composed)
                 return SendOutcome("sent", _reply(250, reply.message), 250)
             except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
                 client.close()
