@@ -110,7 +110,7 @@ def test_announcement_reminders_and_notices_go_once_each_at_local_daytime(
     }
     ekb = [subject for rcpt, subject, _ in got if rcpt == "ekb@example.org"]
     assert ekb[0] == "Planned work on March 3: Обновление сервера БД"  # in the reader's language and zone
-    assert "Reminder: planned work in 1 d — Обновление сервера БД" in ekb
+    assert "Reminder: planned work in 24 hours — Обновление сервера БД" in ekb
     assert ekb[-2:] == ["Planned work has started: Обновление сервера БД", "Planned work is complete: Обновление сервера БД"]
 
 

@@ -19,13 +19,23 @@ from notifier.maintenance import calendar
 from notifier.models import Maintenance, Subscriber
 from notifier.outbox.planned import NOTICES, OVERRUN, PLANNED_KINDS
 from notifier.samples import sample_subscriber
-from notifier.wording import format_duration, moment, period_text, services_phrase, zone_label
+from notifier.wording import format_duration, moment, period_text, ru_plural, services_phrase, zone_label
 
 __all__ = ["ICS_KINDS", "KINDS", "attachments", "context", "samples"]
 
 KINDS: tuple[str, ...] = (*PLANNED_KINDS, OVERRUN)
 ICS_KINDS = ("maintenance", "maintenance_rescheduled", "maintenance_extended", "maintenance_cancelled")
 assert set(NOTICES) <= set(KINDS)
+
+
+def lead_text(lead: timedelta, locale: str) -> str:
+    """``24 часа`` / ``24 hours``, ``1 час`` / ``1 hour`` (whole hours; anything else as a duration)."""
+    hours, rest = divmod(int(lead.total_seconds()), 3600)
+    if rest or not hours:
+        return format_duration(lead, locale)
+    if locale == "ru":
+        return f"{hours} {ru_plural(hours, 'час', 'часа', 'часов')}"
+    return f"{hours} hour{'s' if hours != 1 else ''}"
 
 
 def _region(config: Config, subscriber: Subscriber | None, maintenance: Maintenance) -> str:
@@ -59,8 +69,8 @@ def _maintenance(config: Config, maintenance: Maintenance, region: str, locale: 
         "regions": regions, "regions_text": ", ".join(regions), "services": services,
         "services_phrase": services_phrase(services, locale), "starts": starts, "ends": ends,
         "duration": duration, "period": period_text(starts, ends, label, duration, locale),
-        "starts_utc": f"{maintenance.starts_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
-        "ends_utc": f"{maintenance.ends_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
+        "starts_utc": f"{maintenance.starts_at.astimezone(UTC):%Y-%m-%d %H:%M}",
+        "ends_utc": f"{maintenance.ends_at.astimezone(UTC):%Y-%m-%d %H:%M}",
         "before": before, "announced": moment(maintenance.announced_at, zone, label, locale),
         "previous_end": moment(maintenance.previous_ends_at, zone, label, locale) if maintenance.previous_ends_at
         else None,
@@ -85,7 +95,7 @@ def context(
         "maintenance": _maintenance(config, maintenance, region, locale),
         "reader": {"name": subscriber.name if subscriber else "", "region_name": area.name.get(locale),
                    "zone_label": zone_label(area.timezone, locale)},
-        "lead": format_duration(lead, locale) if lead else "",
+        "lead": lead_text(lead, locale) if lead else "",
         "unsubscribe_url": unsubscribe_url, "preferences_url": preferences_url,
     }  # fmt: skip
     if kind == OVERRUN:

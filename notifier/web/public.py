@@ -1,6 +1,6 @@
 """The public status page ``/``: open incidents, the last 30 days, per-service status.
 
-Owns the page's routes and the region filter. What is public is decided in
+Owns the page's routes and the region filter (planned work comes from ``web.maintenance``). What is public is decided in
 ``web.status``; this module only picks the region and hands the view to the template.
 No personal data ever reaches it: incidents and their public updates only.
 """
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from notifier.errors import UsageError
-from notifier.web import status
+from notifier.web import maintenance, status
 from notifier.web.deps import ConfigDep, NowDep, ReadSession, TemplatesDep
 
 router = APIRouter(include_in_schema=False)
@@ -33,7 +33,8 @@ def status_page(
     if region is not None and region not in config.regions:
         raise UsageError(request.app.state.t("There is no region with that code."))
     view = status.build(session, config, now=now, region=region)
-    return templates.TemplateResponse(request, "status.html", {"view": view, "now": now})
+    planned = maintenance.public_view(session, now, region)  # upcoming and in-progress planned work
+    return templates.TemplateResponse(request, "status.html", {"view": view, "now": now, "planned": planned})
 
 
 @router.get("/robots.txt", response_class=HTMLResponse)

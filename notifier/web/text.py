@@ -64,6 +64,48 @@ RU: dict[str, str] = {
     "critical": "критический",
     "The incident is resolved.": "Сбой устранён.",
     "We are looking into it and will post news here.": "Мы разбираемся и сообщим новости здесь.",
+    # Planned work and self-service subscriptions (web.maintenance, web.subscribe)
+    "Planned work": "Плановые работы",
+    "No planned work ahead.": "Плановых работ не предвидится.",
+    "scheduled": "запланированы",
+    "in_progress": "идут сейчас",
+    "From": "С",
+    "Until": "До",
+    "Add to calendar (.ics)": "Добавить в календарь (.ics)",
+    "Subscribe to notices": "Подписаться на уведомления",
+    "Get outage and planned-work notices by e-mail": "Уведомления о сбоях и плановых работах на e-mail",
+    "E-mail": "E-mail",
+    "Your region": "Ваш регион",
+    "Services you use": "Сервисы, которыми Вы пользуетесь",
+    "None chosen: all of them.": "Если ничего не выбрать — все.",
+    "Language of the letters": "Язык писем",
+    "Subscribe": "Подписаться",
+    "We will send a confirmation link to this address; nothing else until you open it.":
+        "Мы пришлём на этот адрес ссылку для подтверждения и ничего больше, пока Вы её не откроете.",
+    "Check your inbox": "Проверьте почту",
+    "If this address can be subscribed, a letter with a confirmation link is on its way. Open it to start receiving notices.":
+        "Если этот адрес можно подписать, письмо со ссылкой для подтверждения уже в пути. Откройте её, чтобы начать получать уведомления.",
+    "Too many requests": "Слишком много запросов",
+    "Please wait a while before asking again.": "Пожалуйста, подождите немного, прежде чем пробовать снова.",
+    "Confirm your subscription": "Подтвердите подписку",
+    "Yes, subscribe me": "Да, подписаться",
+    "You are subscribed": "Вы подписаны",
+    "From now on we will tell you about outages and planned work that affect you.":
+        "Теперь мы будем сообщать Вам о сбоях и плановых работах, которые Вас касаются.",
+    "This confirmation link is not valid": "Эта ссылка для подтверждения недействительна",
+    "It may have expired. Subscribe again to get a new one.": "Возможно, срок её действия истёк. Подпишитесь снова, чтобы получить новую.",
+    "Your notification preferences": "Настройки уведомлений",
+    "Ways to reach you": "Как с Вами связаться",
+    "SMS": "SMS",
+    "Save": "Сохранить",
+    "Unsubscribe from everything": "Отписаться от всего",
+    "Saved. The next letters follow these preferences.": "Сохранено. Следующие письма придут по этим настройкам.",
+    "This address looks like a shared or distribution-list address. Changes here, unsubscribing included, apply to this address only: not to the other people who read it, nor to other addresses of the same account.":
+        "Похоже, это общий адрес или адрес рассылки. Изменения здесь, включая отписку, касаются только этого адреса: не других людей, которые его читают, и не других адресов той же организации.",
+    "This preferences link is not valid": "Эта ссылка на настройки недействительна",
+    "Russian": "Русский",
+    "English": "English",
+    "Subscribe to notices by e-mail": "Подписаться на уведомления по e-mail",
 }
 
 
