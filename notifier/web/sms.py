@@ -56,8 +56,17 @@ def _record(engine: Any, config: Config, message_id: int, outcome: str, code: st
         return reports.record(session, config, message_id, outcome, code, detail, now)
 
 
-@router.api_route("/reports/{token}", methods=["GET", "POST"], summary="An SMS gateway's delivery report")
+@router.get("/reports/{token}", summary="An SMS gateway's delivery report (Kannel's dlr-url)")
 async def delivery_report(request: Request, token: str, config: ConfigDep, engine: EngineDep) -> JSONResponse:
+    return await _report(request, token, config, engine)
+
+
+@router.post("/reports/{token}", summary="An SMS gateway's delivery report (a JSON or form POST)")
+async def posted_delivery_report(request: Request, token: str, config: ConfigDep, engine: EngineDep) -> JSONResponse:
+    return await _report(request, token, config, engine)
+
+
+async def _report(request: Request, token: str, config: Config, engine: Any) -> JSONResponse:
     if not config.sms.enabled:
         return _refuse(404, "SMS is off here ([sms].gateway is empty)")
     message_id = report_message_id(request.app.state.secret, token)
