@@ -286,8 +286,26 @@ class ServeSection(_Section):
     housekeeping: Duration = timedelta(seconds=30)  # reclaim leases, remind, escalate
     shutdown_grace: Duration = timedelta(seconds=30)  # in-flight sends may finish within this
     alert_token_env: str = "NOTIFIER_ALERT_TOKEN"
+    metrics_token_env: str = "NOTIFIER_METRICS_TOKEN"  # env var with the bearer token for /metrics
+    metrics_listen: str = ""  # host:port serving /metrics without a token (an internal address); empty: none
     alert_service_label: str = "service"  # the Alertmanager label naming the service …
     alert_region_label: str = "region"  # … and the region  # env var holding the alert webhook's bearer token
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen(cls, value: str) -> str:
+        if value:
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{value!r} must be host:port, e.g. 127.0.0.1:9108")
+        return value
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        if not self.metrics_listen:
+            return None
+        host, _, port = self.metrics_listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
 
 class BouncesSection(_Section):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import start_http_server
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -34,6 +35,7 @@ from notifier.errors import DeliveryError, NotifierError
 from notifier.models import utcnow
 from notifier.outbox import claims
 from notifier.rendering import Renderer
+from notifier.web.metrics import registry_for
 
 log = logging.getLogger("notifier.serve")
 
@@ -197,6 +199,7 @@ class Daemon:
         )  # fmt: skip
         web_task = asyncio.create_task(self._web(self.stop)) if self._web else None
         intake = asyncio.create_task(self._bounce_intake())
+        plain_metrics = self._metrics_listener()
         try:
             await self.stop.wait()
         finally:
@@ -209,9 +212,20 @@ class Daemon:
                     web_task.cancel()
             beating.cancel()
             await asyncio.gather(beating, intake, return_exceptions=True)
+            if plain_metrics is not None:
+                plain_metrics.shutdown()
             await asyncio.to_thread(self.heartbeat.leave)
             await self._close_messengers()
             log.info("notifier serve stopped")
+
+    def _metrics_listener(self) -> Any:
+        """``[serve].metrics_listen``: /metrics without a token on an address of its own, or None."""
+        address = self.config.serve.metrics_address
+        if address is None:
+            return None
+        server, _ = start_http_server(address[1], address[0], registry=registry_for(self.engine))
+        log.info("metrics on http://%s:%d/metrics", *address)
+        return server
 
     async def _bounce_intake(self) -> None:
         """The [bounces] listener and Maildir poller, when configured; a failure is logged, not fatal."""

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from notifier import tokens
+from notifier import metrics, tokens
 from notifier.composing import message_id
 from notifier.config import Config
 from notifier.delivery import Messenger, OutgoingMessage, SendOutcome
@@ -41,6 +41,7 @@ from notifier.rendering import Renderer
 log = logging.getLogger("notifier.sender")
 
 _DB_ERRORS = (DatabaseError, DBAPIError)
+_METRIC_OUTCOME = {"to retry": "retried"}
 RECORD_INTERVAL = 0.1
 RECORD_BATCH = 200
 KINDS = ("status", "apology", "hotline", "reminder", "escalation", "paused", "over_budget",
@@ -71,6 +72,7 @@ class SendReport:
         message = job.message
         key = (f"INC-{message.incident_id}" if message.incident_id else "-", message.kind)
         self.mailings.setdefault(key, Counter())[outcome] += 1
+        metrics.count_outcome(_METRIC_OUTCOME.get(outcome, outcome), message.kind, message.channel)
 
     def summary_lines(self) -> list[str]:
         return [
@@ -453,6 +455,7 @@ class _Run:
         if outcome.status == "sent":
             results.sent.append(message.id)  # type: ignore[arg-type]
             report.count(job, "sent")
+            metrics.observe_latency(message.kind, message.channel, (self.s.clock() - message.not_before).total_seconds())
         elif outcome.status == "permanent" and job.subscriber is not None:
             results.bounced.append((message.id, job.subscriber.id, outcome.detail))  # type: ignore[arg-type]
             report.count(job, "bounced")

@@ -60,6 +60,7 @@ from aiosmtplib import (
     SMTPTimeoutError,
 )
 
+from notifier import metrics
 from notifier.bounces import verp
 from notifier.composing import Composer, check_address
 from notifier.config import SmtpSection
@@ -225,6 +226,7 @@ class _Throttle:
 
     def hit(self, detail: str) -> float:
         self.hits += 1
+        metrics.smtp_error("throttled")
         if time.monotonic() >= self.until:  # a new back-off, not another connection's echo
             self.delay = min(max(self.delay * 2, 1.0), self.ceiling)
             self.until = time.monotonic() + self.delay
@@ -430,6 +432,7 @@ class SmtpMessenger:
         return self._fatal
 
     def _certificate(self, exc: ssl.SSLError) -> DeliveryError:
+        metrics.smtp_error("tls")
         reason = getattr(exc, "verify_message", None) or exc.reason or str(exc)
         how = "STARTTLS" if self.smtp.security == "starttls" else "TLS"
         return self._fail(
@@ -446,6 +449,7 @@ class SmtpMessenger:
         except ssl.SSLError as exc:  # STARTTLS: the handshake's failure comes through as it is
             raise self._certificate(exc) from None
         except SMTPAuthenticationError as exc:
+            metrics.smtp_error("auth")
             if exc.code < 500:
                 return SendOutcome("transient", f"authentication: {_reply(exc.code, exc.message)}", exc.code)
             raise self._fail(
@@ -463,10 +467,12 @@ class SmtpMessenger:
         except SMTPConnectError as exc:
             if isinstance(exc.__cause__, ssl.SSLError):
                 raise self._certificate(exc.__cause__) from None
+            metrics.smtp_error("connect")
             return SendOutcome(
                 "transient", f"cannot connect to {self.where} ({exc}); is the SMTP server running?"
             )
         except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
+            metrics.smtp_error("timeout" if isinstance(exc, SMTPTimeoutError) else "disconnected")
             return SendOutcome("transient", f"{self.where}: {exc or type(exc).__name__} while connecting")
         except SMTPResponseException as exc:
             # STARTTLS or AUTH refused with a code
@@ -498,6 +504,7 @@ class SmtpMessenger:
                 return SendOutcome("sent", _reply(250, reply.message), 250)
             except (SMTPServerDisconnected, SMTPTimeoutError, OSError) as exc:
                 client.close()
+                metrics.smtp_error("timeout" if isinstance(exc, SMTPTimeoutError) else "disconnected")
                 if reused and client.stage in ("idle", "mail") and not isinstance(exc, SMTPTimeoutError):
                     # The server closed an idle connection; nothing was accepted: once more, anew.
                     reused = False

@@ -106,6 +106,7 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
     from notifier.web import alerts, api, bounces, console, errors, feed, ivr, public, unsubscribe
     from notifier.web import letters as letter_pages  # the full letter behind an apology SMS
     from notifier.web import maintenance as planned_pages  # planned work: page section, .ics, API
+    from notifier.web import metrics as metrics_page  # Prometheus /metrics for on-call
     from notifier.web import sms as sms_reports  # SMS gateways' delivery reports
     from notifier.web import subscribe as subscribe_pages  # self-service subscribe, preferences
 
@@ -150,6 +151,7 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
     app.include_router(subscribe_pages.router)
     app.include_router(sms_reports.router)
     app.include_router(letter_pages.router)
+    app.include_router(metrics_page.router)
     _include_hotline(app)
     return app
 
