@@ -182,6 +182,9 @@ def test_a_mailing_over_the_budget_is_held_until_released(
     assert released.exit_code == 0 and "3" in released.stdout
     asyncio.run(send_due(engine, cfg))
     assert {sms.receiver for sms in kannel.wait_for(3)} == phones
+    report = cli("report", f"INC-{ref}", "--json", config=cfg.path).json()
+    assert report["sms"]["apology"] == {"accepted": 3}  # accepted by Kannel; no report came back here
+    assert "SMS of them, by delivery:" in cli("report", f"INC-{ref}", config=cfg.path).stdout
 
 
 def test_quiet_hours_delay_an_apology_sms_to_the_morning_without_charging_attempts(
