@@ -1,6 +1,6 @@
 """Rendering notifications from the templates support staff edit: text in, text out.
 
-Owns the Jinja2 environment (sandboxed, strict, autoescape for ``.html`` only), the context
+Owns the Jinja2 environment (sandboxed and bounded by ``sandbox``, strict, autoescape for ``.html`` only), the context
 templates see, and checking that every template renders. The words, dates and durations in
 that context come from ``wording`` (re-exported here, so ``rendering.format_duration`` and
 the like still work). It does not build MIME, queue or send anything.
@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound, TemplateSyntaxError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
 from notifier import letters, segments, staff_notices, subscriptions
@@ -45,6 +44,7 @@ from notifier.errors import ConfigError, TemplateProblem, UsageError
 from notifier.maintenance import letters as planned_letters
 from notifier.models import Call, Callback, Incident, MailingPause, Subscriber, Update, utcnow
 from notifier.samples import sample_incident, sample_subscriber, sample_update
+from notifier.sandbox import BoundedEnvironment, TemplateTooBig
 from notifier.wording import (
     STATUS_LABELS,
     compensation_text,
@@ -134,7 +134,7 @@ class Renderer:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.directory = config.templates_dir
-        self.env = ImmutableSandboxedEnvironment(
+        self.env = BoundedEnvironment(
             loader=FileSystemLoader(str(self.directory), encoding="utf-8"),
             undefined=StrictUndefined,
             autoescape=lambda name: bool(name and name.endswith(".html")),
@@ -209,9 +209,9 @@ class Renderer:
     def _run(self, name: str, context: dict[str, Any]) -> str:
         template = self._template(name)
         try:
-            return template.render(context)
+            return self.env.run(template, context)
         except Exception as exc:  # whatever a staff-edited template does wrong, report where
-            line = None
+            line = getattr(exc, "lineno", None) if isinstance(exc, TemplateTooBig) else None
             for frame, lineno in traceback.walk_tb(exc.__traceback__):
                 if frame.f_code.co_filename == template.filename:
                     line = lineno

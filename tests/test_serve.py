@@ -339,3 +339,49 @@ def test_sigterm_with_the_web_running_stops_cleanly_without_a_traceback(config, 
     text = log.read_text(errors="replace")
     assert "notifier serve stopped" in text
     assert "Traceback" not in text and "CancelledError" not in text, text
+
+
+def test_a_template_bomb_that_only_some_data_sets_off_pauses_and_serve_keeps_answering(
+    config, cli, make_subscriber, smtp_server, tmp_path
+) -> None:
+    """`templates check` passes (the sample reader is not the one), then a real reader sets off
+    a loop of ten billion steps: the render stops at its bound, the mailing pauses with the file
+    and line, the status page still answers and SIGTERM still stops serve."""
+    import httpx
+
+    from tests.conftest import free_port
+    from tests.processes import environment, notifier_command
+
+    shutil.copytree(REPO / "templates", tmp_path / "templates")
+    body = tmp_path / "templates" / "email" / "status" / "ru" / "body.txt"
+    body.write_text('{% if reader.name == "Бомба" %}{% for a in range(100000) %}{% for b in range(100000) %}x'
+                    "{% endfor %}{% endfor %}{% endif %}" + body.read_text(encoding="utf-8"), encoding="utf-8")  # fmt: skip
+    cfg = mail_config(
+        tmp_path / "serve", config.notifier.database, smtp_server.port,
+        notifier={"templates": str(tmp_path / "templates")},
+        serve={"tick": "0.2s", "housekeeping": "0.3s", "shutdown_grace": "10s"},
+    )  # fmt: skip
+    assert cli("templates", "check", config=cfg.path).exit_code == 0
+    make_subscriber(region="66", name="Бомба")
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = subprocess.Popen(notifier_command("serve", "--port", str(port)), env=environment(cfg),
+                            stdout=subprocess.DEVNULL, stderr=log.open("ab"))  # fmt: skip
+    try:
+        assert _wait(lambda: "web on http://" in log.read_text(errors="replace"), timeout=20)
+        cli("incident", "declare", "--title", "Сбой", "--region", "66", config=cfg.path)
+        assert _wait(lambda: "paused" in log.read_text(errors="replace"), timeout=20), log.read_text()
+        started = time.monotonic()
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5, trust_env=False)
+        assert page.status_code == 200 and time.monotonic() - started < 5
+        status = cli("outbox", "--json", config=cfg.path).json()
+        assert status["messages"]["status"].get("sending", 0) == 0
+        (paused,) = status["paused"]
+        assert paused["problem"].startswith(str(body)) or "email/status/ru/body.txt:1" in paused["problem"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text(errors="replace")
+    assert "email/status/ru/body.txt:1" in text and "loop" in text and "Traceback" not in text
