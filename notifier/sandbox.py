@@ -107,21 +107,26 @@ def _current_line(template: Template, chunks: Any) -> int | None:
     return template.get_corresponding_lineno(frame.f_lineno) if frame is not None else None
 
 
+def _expired(signum: int, frame: Any) -> None:
+    raise TemplateTooBig(f"it took more than {DEADLINE:g} s to render")
+
+
 @contextlib.contextmanager
 def _deadline(seconds: float) -> Iterator[None]:
     """SIGALRM after ``seconds`` raises TemplateTooBig in the render (main thread only: elsewhere
-    the loop and size bounds still hold)."""
+    the loop and size bounds still hold). The handler is installed once, when SIGALRM has none
+    of its own; then a render costs two ``setitimer`` calls, not a handler swap."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
         return
-
-    def expired(signum: int, frame: Any) -> None:
-        raise TemplateTooBig(f"it took more than {seconds:g} s to render")
-
-    previous = signal.signal(signal.SIGALRM, expired)
+    current = signal.getsignal(signal.SIGALRM)
+    if current is not _expired:
+        if current not in (signal.SIG_DFL, None):
+            yield  # someone else uses SIGALRM: leave it to them
+            return
+        signal.signal(signal.SIGALRM, _expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
