@@ -45,6 +45,16 @@ _UNSHOWABLE_RE = re.compile(f"[{_C0}{_OTHER_CONTROL}{_BIDI}{_INVISIBLE}]")
 _UNSHOWABLE_MULTILINE_RE = re.compile(f"[{_C0_BUT_BREAKS}{_OTHER_CONTROL}{_BIDI}{_INVISIBLE}]")
 
 
+_LINE_CONTROLS_RE = re.compile(f"[{_C0}{_OTHER_CONTROL}]+")
+_HIDDEN_RE = re.compile(f"[{_BIDI}{_INVISIBLE}]+")
+
+
+def one_line(value: str) -> str:
+    """Text for one displayed line (a header's display name or subject): every run of control
+    characters becomes a space, direction and invisible characters are dropped."""
+    return _LINE_CONTROLS_RE.sub(" ", _HIDDEN_RE.sub("", value)).strip()
+
+
 def code_point(char: str) -> str:
     """``'\\u202e'`` -> ``'U+202E'``: how a character nobody can see is named in a message."""
     return f"U+{ord(char):04X}"

@@ -11,7 +11,8 @@ a :class:`Composer`.
 
 Header injection: this Python predates the fix for CVE-2024-6923, so every header
 value is checked here. Text meant for people (display names, subjects) has every run
-of control characters (CR, LF, NUL, TAB, DEL, U+2028 …) collapsed to one space, since a
+of control characters (CR, LF, NUL, TAB, DEL, U+2028 …) collapsed to one space and direction
+and invisible characters (U+202E, U+200B …) dropped (``characters.one_line``), since a
 stray newline in a title is a typo, not a reason to drop a notice. Machine values
 (addresses, Message-IDs, URLs, extra headers) are refused with ``ValueError``: they come
 from code or validated data, and a newline in one is a bug or an attack.
@@ -27,11 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
+from notifier import characters
+
 __all__ = ["Attachment", "Composer", "check_address", "encode_header_text", "message_id"]
 
 MAX_LINE = 78  # RFC 5322 2.1.1: SHOULD; the hard limit is 998
-# Control characters, plus the Unicode line/paragraph separators some tools split on.
-_CONTROLS = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]+")
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _ATOM_TEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 ftext
@@ -56,8 +57,9 @@ class Attachment:
 
 
 def collapse_controls(text: str) -> str:
-    """Display text with every run of control characters replaced by one space."""
-    return _CONTROLS.sub(" ", text).strip()
+    """Display text with every run of control characters replaced by one space, and direction
+    and invisible characters (U+202E, U+200B …) dropped: a name or subject cannot mislead."""
+    return characters.one_line(text)
 
 
 def _encoded_words(text: str, first_room: int, *, at_spaces: bool = False) -> list[str]:

@@ -237,3 +237,13 @@ def test_token_from_another_secret_or_purpose_is_refused() -> None:
 
 def test_unsubscribe_url_shape() -> None:
     assert unsubscribe_url("https://s.example.org/", "7.abc") == "https://s.example.org/unsubscribe/7.abc"
+
+
+def test_direction_and_invisible_characters_never_reach_a_name_or_subject() -> None:
+    """Stored before the input rules existed, or straight from the database: a name or title
+    with U+202E (right-to-left override) or U+200B cannot make a header read otherwise."""
+    raw = compose(to_name="Иван\u202eтевирП\u200b", subject="Сбой\u202e гнитропер\u2066 \u200bисправлен")
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    for header in ("To", "Subject"):
+        assert not any(ch in str(msg[header]) for ch in "\u202e\u2066\u200b"), msg[header]
+    assert str(msg["Subject"]) == "Сбой гнитропер исправлен"
