@@ -123,6 +123,18 @@ class NotifierSection(_Section):
     templates: str = ""
     secret_env: str = "NOTIFIER_SECRET"
     oncall_email: str = ""
+    # The zone the command line prints times in and reads times without an offset in; "" = this machine's.
+    operator_timezone: str = ""
+
+    @field_validator("operator_timezone")
+    @classmethod
+    def _operator_zone(cls, value: str) -> str:
+        if value:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Moscow)") from None
+        return value
 
     @field_validator("database")
     @classmethod
@@ -194,6 +206,9 @@ class MailingSection(_Section):
     heartbeat_timeout: Duration = timedelta(seconds=30)  # silent this long: its messages are taken back
     batch_size: int = Field(500, ge=1, le=10_000)
     database_outage: Duration = timedelta(seconds=60)  # a sender waits this long for the database
+    # Readers whose language an incident has no text in: "" holds their apology until `incident
+    # edit --cause-en …` gives it; a locale (the default one) sends them the text in that language.
+    fallback_locale: Literal["", "ru", "en"] = ""
 
     @model_validator(mode="before")
     @classmethod
@@ -277,6 +292,9 @@ class HotlineSection(_Section):
     callback_escalate_after: Duration = timedelta(0)  # overdue by this much: first escalation
     callback_escalate_again: Duration = timedelta(hours=2)  # still open this long past due: second
     stale_after: Duration = timedelta(minutes=60)  # an open incident silent this long: remind on-call
+    # The second escalation level (callback_escalate_again) goes to these addresses (e.g. a duty
+    # manager) instead of [notifier].support_email; empty: support_email again.
+    escalate_again_to: list[str] = []
 
 
 class ServeSection(_Section):

@@ -19,9 +19,10 @@ from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from notifier import characters, compensation, maintenance, outbox
+from notifier import characters, compensation, languages, maintenance, outbox
 from notifier.config import SEVERITIES, Config
 from notifier.errors import IncidentNotFound, InvalidTransition, UsageError
+from notifier.languages import Texts, Untranslated
 from notifier.models import AudienceMember, Incident, Subscriber, Update, UTCDateTime, utcnow
 
 OPEN_STATUSES = ("investigating", "identified", "monitoring")
@@ -45,6 +46,9 @@ class StepResult:
     queued: dict[str, int] | None = None  # kind -> messages queued
     cancelled: int = 0  # unsent status notices cancelled
     apology_held: bool = False
+    # Readers whose language lacks some of this step's texts (they get the default text, or
+    # their apology is held): "37 English readers will get the Russian text: add --title-en".
+    untranslated: tuple[Untranslated, ...] = ()
 
 
 def parse_ref(ref: str | int) -> int:
@@ -142,10 +146,14 @@ def latest_public_update(session: Session, incident_id: int) -> Update | None:
     return session.exec(query).scalars().first()  # type: ignore[call-overload]
 
 
-def _record(session: Session, incident: Incident, kind: str, message: str, by: str, now: datetime) -> Update:
+def _record(
+    session: Session, incident: Incident, kind: str, message: str, by: str, now: datetime,
+    translations: Texts | None = None,
+) -> Update:  # fmt: skip
     """A timeline entry (public for declared/update); flushed so that it has an id."""
     entry = Update(
-        incident_id=incident.id, kind=kind, status=incident.status, message=message, author=by, created_at=now
+        incident_id=incident.id, kind=kind, status=incident.status, message=message, author=by, created_at=now,
+        translations=translations or None,
     )
     session.add(entry)
     session.flush()
@@ -169,10 +177,15 @@ def declare(
     started_at: datetime | None = None,
     by: str = "",
     now: datetime | None = None,
+    texts: dict[str, dict[str, str | None]] | None = None,
 ) -> StepResult:
-    """Open an incident, snapshot its audience and queue the first status notice."""
+    """Open an incident, snapshot its audience and queue the first status notice.
+
+    ``texts`` are the title and message in other languages (``{"en": {"title": …, "message": …}}``).
+    """
     now = now or utcnow()
     title = _check_text(title, "--title")
+    given = languages.check(config, texts, ("title", "message"))
     regions, services = _unique(regions), _unique(services or [])
     if not regions:
         raise UsageError("an incident needs at least one --region")
@@ -185,18 +198,34 @@ def declare(
     incident = Incident(
         title=title, severity=severity, status="investigating", regions=regions, services=services,
         started_at=started_at, declared_at=now, declared_by=by, updated_at=now,
+        translations=_pick(given, ("title",)),
     )  # fmt: skip
     incident.planned_work = _planned_work(session, regions, started_at)
     session.add(incident)
     session.flush()
     text = _check_text(message, "--message", required=False, multiline=True)
-    first = _record(session, incident, "declared", text, by, now)
+    first = _record(session, incident, "declared", text, by, now, _pick(given, ("message",)))
     affected = _snapshot(session, incident, regions, services, now)
     queued = {}
     if config.mailing.send_status_notices:
         queued["status"] = outbox.queue_status_notices(session, incident, first.id, now, config=config)  # type: ignore[arg-type]
     queued["hotline"] = _announce(session, config, incident, first, now)
-    return StepResult(incident, affected=affected, added=affected, queued=queued)
+    gaps = _gaps(session, config, incident, [(incident, ("title",)), (first, ("message",))])
+    return StepResult(incident, affected=affected, added=affected, queued=queued, untranslated=gaps)
+
+
+def _pick(given: Texts, fields: tuple[str, ...]) -> Texts | None:
+    """The translations of ``fields`` only (an incident's title, an update's message)."""
+    picked = {locale: {f: v for f, v in values.items() if f in fields} for locale, values in given.items()}
+    return {locale: values for locale, values in picked.items() if values} or None
+
+
+def _gaps(
+    session: Session, config: Config, incident: Incident, rows: list[tuple[Any, tuple[str, ...]]]
+) -> tuple[Untranslated, ...]:
+    """The languages of the audience that lack some of these texts, with their reader counts."""
+    assert incident.id is not None
+    return tuple(languages.untranslated(config, languages.readers(session, incident.id), rows))
 
 
 def _planned_work(session: Session, regions: list[str], started_at: datetime) -> dict[str, Any] | None:
@@ -209,10 +238,12 @@ def _planned_work(session: Session, regions: list[str], started_at: datetime) ->
 
 def post_update(
     session: Session, config: Config, ref: str | int, *, status: str, message: str, by: str = "",
-    now: datetime | None = None,
+    now: datetime | None = None, texts: dict[str, dict[str, str | None]] | None = None,
 ) -> StepResult:  # fmt: skip
-    """A public status update; its notice supersedes any unsent older one."""
+    """A public status update; its notice supersedes any unsent older one. ``texts``: the
+    message (and, once given, the title) in other languages."""
     now = now or utcnow()
+    given = languages.check(config, texts, ("title", "message"))
     incident = get(session, ref, for_update=True)
     if incident.status == "resolved":
         raise InvalidTransition(f"{incident.ref} is resolved; a resolved incident takes no more updates")
@@ -226,12 +257,15 @@ def post_update(
         raise InvalidTransition(f"{incident.ref} cannot go from {incident.status} back to {status}")
     text = _check_text(message, "--message", multiline=True)
     incident.status, incident.updated_at = status, now
-    entry = _record(session, incident, "update", text, by, now)
+    if _pick(given, ("title",)):
+        incident.translations = languages.merged(incident.translations, _pick(given, ("title",)) or {})
+    entry = _record(session, incident, "update", text, by, now, _pick(given, ("message",)))
     queued = {}
     if config.mailing.send_status_notices:
         queued["status"] = outbox.queue_status_notices(session, incident, entry.id, now, config=config)  # type: ignore[arg-type]
     queued["hotline"] = _announce(session, config, incident, entry, now)
-    return StepResult(incident, affected=audience_size(session, incident.id), queued=queued)  # type: ignore[arg-type]
+    gaps = _gaps(session, config, incident, [(incident, ("title",)), (entry, ("message",))])
+    return StepResult(incident, affected=audience_size(session, incident.id), queued=queued, untranslated=gaps)  # type: ignore[arg-type]
 
 
 def widen_scope(
@@ -253,10 +287,12 @@ def widen_scope(
     services = _unique(incident.services + add_services)
     incident.regions, incident.services, incident.updated_at = regions, services, now
     note = ", ".join([f"+region {r}" for r in add_regions] + [f"+service {s}" for s in add_services])
-    entry = _record(session, incident, "scope", note, by, now)
     added = _snapshot(session, incident, regions, services, now)
+    if not added:  # nobody new: no timeline line, nothing to announce or send
+        return StepResult(incident, affected=audience_size(session, incident.id), queued={})  # type: ignore[arg-type]
+    entry = _record(session, incident, "scope", note, by, now)
     queued = {}
-    if config.mailing.send_status_notices and added:
+    if config.mailing.send_status_notices:
         latest = latest_public_update(session, incident.id)  # type: ignore[arg-type]
         assert latest is not None  # every incident is declared with one
         queued["status"] = outbox.queue_status_notices(session, incident, latest.id, now, config=config)  # type: ignore[arg-type]
@@ -267,10 +303,16 @@ def widen_scope(
 def resolve(
     session: Session, config: Config, ref: str | int, *, cause: str = "", measures: str = "",
     compensation_text: str | None = None, resolved_at: datetime | None = None, by: str = "",
-    now: datetime | None = None,
+    now: datetime | None = None, texts: dict[str, dict[str, str | None]] | None = None,
 ) -> StepResult:  # fmt: skip
-    """Close the incident: cancel unsent status notices, queue (or hold) the apology."""
+    """Close the incident: cancel unsent status notices, queue (or hold) the apology.
+
+    ``texts``: the title, cause and measures in other languages. A language of the audience
+    without them has its apologies held (``languages.apology_gaps``) until ``edit`` gives
+    them, unless ``[mailing].fallback_locale`` sends the default text.
+    """
     now = now or utcnow()
+    given = languages.check(config, texts, languages.INCIDENT_FIELDS)
     incident = get(session, ref, for_update=True)
     if incident.status == "resolved":
         hint = (
@@ -286,6 +328,7 @@ def resolve(
         raise UsageError("--resolved-at is in the future")
     incident.cause = _check_text(cause, "--cause", required=False, multiline=True)
     incident.measures = _check_text(measures, "--measures", required=False, multiline=True)
+    incident.translations = languages.merged(incident.translations, given)
     incident.status, incident.resolved_at, incident.resolved_by, incident.updated_at = (
         "resolved",
         resolved_at,
@@ -296,27 +339,32 @@ def resolve(
     entry = _record(session, incident, "resolved", "", by, now)
     cancelled = outbox.cancel_unsent(session, "cancelled: the incident is resolved", kind="status",
                                      incident_id=incident.id)  # fmt: skip
-    queued = _queue_apology_if_ready(session, config, incident, now)
+    queued, gaps = _queue_apology_if_ready(session, config, incident, now)
     queued["hotline"] = _announce(session, config, incident, entry, now)
     return StepResult(
         incident, affected=audience_size(session, incident.id), queued=queued, cancelled=cancelled,  # type: ignore[arg-type]
-        apology_held=incident.apology_state == "held",
+        apology_held=incident.apology_state == "held", untranslated=gaps,
     )  # fmt: skip
 
 
 def edit(
     session: Session, config: Config, ref: str | int, *, cause: str | None = None, measures: str | None = None,
     compensation_text: str | None = None, by: str = "", now: datetime | None = None,
+    texts: dict[str, dict[str, str | None]] | None = None,
 ) -> StepResult:  # fmt: skip
-    """Complete a resolved incident's cause, measures or compensation; releases a held apology."""
+    """Complete a resolved incident's cause, measures or compensation; releases a held apology.
+
+    ``texts`` give the title, cause and measures in other languages; once the apology is
+    queued, only the languages still held may be completed (that releases theirs).
+    """
     now = now or utcnow()
     incident = get(session, ref, for_update=True)
-    if cause is None and measures is None and compensation_text is None:
-        raise UsageError("give --cause, --measures or --compensation")
+    given = languages.check(config, texts, languages.INCIDENT_FIELDS)
+    if cause is None and measures is None and compensation_text is None and not given:
+        raise UsageError("give --cause, --measures, --compensation or a text in another language (--cause-en …)")
     if incident.apology_state == "queued":
-        raise InvalidTransition(
-            f"{incident.ref}'s apology has already been queued; it can no longer be edited"
-        )
+        _only_held_languages(session, config, incident, given, cause, measures, compensation_text)
+    incident.translations = languages.merged(incident.translations, given)
     if cause is not None:
         incident.cause = _check_text(cause, "--cause", multiline=True)
     if measures is not None:
@@ -325,11 +373,35 @@ def edit(
         _set_compensation(config, incident, compensation_text)
     incident.updated_at = now
     _record(session, incident, "edit", "", by, now)
-    queued = _queue_apology_if_ready(session, config, incident, now) if incident.status == "resolved" else {}
+    queued, gaps = _queue_apology_if_ready(session, config, incident, now) if incident.status == "resolved" else ({}, ())
     return StepResult(
         incident, affected=audience_size(session, incident.id), queued=queued,  # type: ignore[arg-type]
-        apology_held=incident.apology_state == "held",
+        apology_held=incident.apology_state == "held", untranslated=gaps,
     )  # fmt: skip
+
+
+def _only_held_languages(
+    session: Session, config: Config, incident: Incident, given: Texts, cause: str | None,
+    measures: str | None, compensation_text: str | None,
+) -> None:  # fmt: skip
+    """Once apologies are queued, an edit may only give the texts of languages still held."""
+    held = {gap.locale for gap in held_languages(session, config, incident)}
+    if cause is not None or measures is not None or compensation_text is not None or not held:
+        raise InvalidTransition(f"{incident.ref}'s apology has already been queued; it can no longer be edited")
+    late = sorted(set(given) - held)
+    if late:
+        raise InvalidTransition(
+            f"{incident.ref}'s {languages.language_name(late[0])} apologies have already been queued; "
+            "their texts can no longer be edited"
+        )
+
+
+def held_languages(session: Session, config: Config, incident: Incident) -> list[Untranslated]:
+    """The languages of a resolved incident's audience whose apologies wait for their texts."""
+    if incident.status != "resolved" or not (incident.cause and incident.measures):
+        return []
+    counts = languages.readers(session, incident.id)  # type: ignore[arg-type]
+    return [gap for gap in languages.apology_gaps(config, incident, counts) if gap.held]
 
 
 def _set_compensation(config: Config, incident: Incident, text: str | None) -> None:
@@ -342,14 +414,22 @@ def _set_compensation(config: Config, incident: Incident, text: str | None) -> N
 
 def _queue_apology_if_ready(
     session: Session, config: Config, incident: Incident, now: datetime
-) -> dict[str, int]:
+) -> tuple[dict[str, int], tuple[Untranslated, ...]]:
+    """Queue the apologies of every language that has its texts; the rest are held (and said so)."""
     if not (incident.cause and incident.measures):
         incident.apology_state = "held"
-        return {}
-    assert incident.resolved_at is not None
+        return {}, ()
+    assert incident.resolved_at is not None and incident.id is not None
+    counts = languages.readers(session, incident.id)
+    gaps = tuple(languages.apology_gaps(config, incident, counts))
+    held = {gap.locale for gap in gaps if gap.held}
+    ready = [locale for locale in languages.LOCALES if locale not in held]
+    if held and not any(counts.get(locale) for locale in ready):
+        incident.apology_state = "held"
+        return {}, gaps
     due = max(incident.resolved_at, now) + config.mailing.apology_delay
     incident.apology_state = "queued"
-    return {"apology": outbox.queue_apologies(session, incident, due, now, config=config)}
+    return {"apology": outbox.queue_apologies(session, incident, due, now, config=config, locales=ready)}, gaps
 
 
 def list_incidents(session: Session, *, open_only: bool = False, limit: int = 50) -> list[Incident]:
@@ -377,12 +457,14 @@ def as_dict(incident: Incident) -> dict[str, Any]:
         "measures": incident.measures,
         "compensation_days": incident.compensation_days,
         "apology": incident.apology_state,
+        "translations": incident.translations or {},
     }
 
 
 def timeline_dicts(session: Session, incident_id: int) -> list[dict[str, Any]]:
     return [
-        {"at": u.created_at, "kind": u.kind, "status": u.status, "message": u.message, "by": u.author}
+        {"at": u.created_at, "kind": u.kind, "status": u.status, "message": u.message, "by": u.author,
+         "translations": u.translations or {}}
         for u in timeline(session, incident_id)
     ]
 

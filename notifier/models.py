@@ -125,6 +125,8 @@ class Incident(SQLModel, table=True):
     reminded_at: datetime | None = _time(nullable=True)  # last stale-incident reminder
     # Declared during a planned maintenance of the same regions: {"ref", "title", "announced_at"}.
     planned_work: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Texts in languages other than [notifier].default_locale: {"en": {"title", "cause", "measures"}}.
+    translations: dict[str, dict[str, str]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
     @property
     def ref(self) -> str:
@@ -143,6 +145,8 @@ class Update(SQLModel, table=True):
     message: str = ""
     author: str = ""
     created_at: datetime = _time()
+    # The message in languages other than [notifier].default_locale: {"en": {"message": …}}.
+    translations: dict[str, dict[str, str]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class AudienceMember(SQLModel, table=True):
@@ -274,6 +278,7 @@ class User(SQLModel, table=True):
     # A console session carries the generation it was opened in; logging out or disabling the
     # user moves it on, which ends every session opened before (a copied cookie included).
     session_generation: int = 0
+    locale: str | None = None  # the console's language for this user; None: [notifier].default_locale
 
 
 SUPPRESSION_KINDS = ("hard_bounce", "soft_bounce", "complaint", "auto_reply", "suppressed", "unsuppressed")

@@ -37,7 +37,7 @@ from typing import Any
 from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound, TemplateSyntaxError
 from markupsafe import Markup, escape
 
-from notifier import letters, segments, staff_notices, subscriptions
+from notifier import languages, letters, segments, staff_notices, subscriptions
 from notifier.composing import Attachment
 from notifier.config import LOCALES, Config
 from notifier.errors import ConfigError, TemplateProblem, UsageError
@@ -125,7 +125,7 @@ class _Failed(Exception):
 def _incident_key(incident: Incident) -> tuple[Any, ...]:
     return (incident.id, incident.updated_at, incident.title, incident.severity, incident.status,
             tuple(incident.regions), tuple(incident.services), incident.started_at, incident.resolved_at,
-            incident.cause, incident.measures, incident.compensation_days)  # fmt: skip
+            incident.cause, incident.measures, incident.compensation_days, repr(incident.translations))  # fmt: skip
 
 
 class Renderer:
@@ -232,7 +232,8 @@ class Renderer:
         # An open incident's duration grows with `now`: it keys the cache by the minute.
         minute = (now or utcnow()).replace(second=0, microsecond=0) if incident.resolved_at is None else None
         update_key = (
-            (update.id, update.kind, update.status, update.message, update.created_at) if update else None
+            (update.id, update.kind, update.status, update.message, update.created_at, repr(update.translations))
+            if update else None
         )
         key = (_incident_key(incident), update_key, region, locale, minute)
         shared = self._shared.get(key)
@@ -273,18 +274,19 @@ class Renderer:
             "status_page_url": cfg.notifier.public_base_url + "/",
             "status_label": statuses.get(incident.status, incident.status),
             "incident": {
-                "ref": incident.ref, "title": incident.title, "severity": incident.severity,
+                "ref": incident.ref, "title": languages.text(incident, "title", locale), "severity": incident.severity,
                 "severity_label": _SEVERITY_LABELS[locale].get(incident.severity, incident.severity),
                 "status": incident.status,
                 "regions": region_names, "regions_text": ", ".join(region_names),
                 "services": service_names, "services_phrase": services_phrase(service_names, locale),
-                "cause": incident.cause, "measures": incident.measures,
+                "cause": languages.text(incident, "cause", locale),
+                "measures": languages.text(incident, "measures", locale),
                 "started": started, "resolved": resolved, "duration": duration, "period": period,
                 "compensation_days": incident.compensation_days,
                 "compensation": compensation_text(incident.compensation_days, locale),
             },
             "update": {
-                "message": (update.message if update else "") or _DEFAULT_MESSAGE[locale],
+                "message": (languages.text(update, "message", locale) if update else "") or _DEFAULT_MESSAGE[locale],
                 "status": update_status, "status_label": statuses.get(update_status, update_status),
                 "first": update is None or update.kind == "declared",
                 "time": moment(update.created_at if update else incident.declared_at, zone, label, locale),

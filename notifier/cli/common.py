@@ -10,11 +10,13 @@ modules.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from rich.console import Console
@@ -61,6 +63,11 @@ class AppState:
             self._config = load_config(self.config_path)
         return self._config
 
+    @property
+    def zone(self) -> tzinfo:
+        """The operator's time zone: ``[notifier].operator_timezone``, else this machine's."""
+        return operator_zone(self.config.notifier.operator_timezone)
+
     def engine(self, *, check: bool = True) -> Engine:
         if self._engine is None:
             self._engine = make_engine(self.config.database_url)
@@ -90,13 +97,46 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-def parse_time(value: str | None, option: str) -> datetime | None:
-    """An ISO 8601 time from the command line; without a zone it is UTC."""
+TIME_HELP = (
+    "a time without an offset (+05:00) is read in the operator's zone ([notifier].operator_timezone, "
+    "else this machine's)"
+)
+
+
+def operator_zone(name: str = "") -> tzinfo:
+    """``name``'s zone; without one, this machine's (``TZ``, else ``/etc/localtime``)."""
+    for candidate in (name, os.environ.get("TZ", "").lstrip(":")):
+        if candidate:
+            try:
+                return ZoneInfo(candidate)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    try:
+        link = os.path.realpath("/etc/localtime")
+        return ZoneInfo(link.split("zoneinfo/", 1)[1])
+    except (IndexError, ZoneInfoNotFoundError, ValueError, OSError):
+        return datetime.now().astimezone().tzinfo or UTC
+
+
+def local_time(at: datetime | None, zone: tzinfo) -> str:
+    """``2026-12-02 05:30 +05:00``: a moment in the operator's zone, with its offset ('—' for None)."""
+    if at is None:
+        return "—"
+    local = at.astimezone(zone)
+    offset = local.strftime("%z")
+    return f"{local:%Y-%m-%d %H:%M} {offset[:3]}:{offset[3:]}" if offset else f"{local:%Y-%m-%d %H:%M}"
+
+
+def parse_time(value: str | None, option: str, zone: tzinfo | None = None) -> datetime | None:
+    """An ISO 8601 time from the command line; without an offset it is read in ``zone`` (the
+    operator's: ``AppState.zone``; None: this machine's)."""
     if value is None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=zone or operator_zone())
+        parsed = parsed.astimezone(UTC)
     except (ValueError, OverflowError):
         raise UsageError(
             f"{option}: {value!r} is not an ISO 8601 time such as 2026-11-23T10:05+05:00"

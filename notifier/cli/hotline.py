@@ -1,21 +1,31 @@
 """`notifier hotline …` (script, lookup, log) and `notifier callbacks` (list, done): the phone desk.
 
 Thin wrappers over ``notifier.hotline``: parse options, call the library, print the result
-(or one JSON object with ``--json``). Times are printed in UTC unless a template renders them.
+(or one JSON object with ``--json``). Times are printed in the operator's zone with their offset
+(``[notifier].operator_timezone``, else this machine's), and read in it when given without one.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 import typer
 
 from notifier import hotline
 from notifier.characters import display_email
 from notifier.cli import app
-from notifier.cli.common import MAX_ID, console, parse_interval, parse_time, print_json, state
+from notifier.cli.common import (
+    MAX_ID,
+    TIME_HELP,
+    console,
+    local_time,
+    parse_interval,
+    parse_time,
+    print_json,
+    state,
+)
 from notifier.db import read_session, write_session
 from notifier.errors import CallbackNotFound
 from notifier.models import Subscriber, utcnow
@@ -39,8 +49,8 @@ def _operator() -> str:
         return ""
 
 
-def _utc(value: datetime | None) -> str:
-    return f"{value:%Y-%m-%d %H:%M} UTC" if value else "—"
+def _at(value: datetime | None, zone: tzinfo) -> str:
+    return local_time(value, zone)
 
 
 def _say(line: str = "") -> None:
@@ -99,7 +109,7 @@ def lookup(
     with read_session(st.engine()) as session:
         found = hotline.lookup(session, st.config, query, locale=locale)
     if as_json:
-        print_json({"query": query, "found": [info.as_dict() for info in found]})
+        print_json({"query": query, "found": [info.as_dict() for info in found], "total": found.total})
         return
     if not found:
         _say(f"Nobody matches {query!r}. Ask for another identifier (phone, e-mail, account number, name),")
@@ -108,10 +118,13 @@ def lookup(
     for n, info in enumerate(found):
         if n:
             _say()
-        _print_caller(info)
+        _print_caller(info, st.zone)
+    if found.cut_off:
+        _say()
+        _say(found.cut_off + ".")
 
 
-def _print_caller(info: hotline.CallerInfo) -> None:
+def _print_caller(info: hotline.CallerInfo, zone: tzinfo) -> None:
     s = info.subscriber
     _say(f"{s.name or '(no name)'} — account {s.external_id or '—'}, {display_email(s.email) or 'no e-mail'}, "
          f"{s.phone or 'no phone'}, region {s.region}, {s.status}")  # fmt: skip
@@ -121,20 +134,20 @@ def _print_caller(info: hotline.CallerInfo) -> None:
             + ", ".join(f"{i.incident} «{i.title}» ({i.status})" for i in info.incidents if i.open)
         )
     elif info.recently_affected:
-        _say("Was affected by: " + ", ".join(f"{i.incident} «{i.title}» (resolved {_utc(i.resolved_at)})"
+        _say("Was affected by: " + ", ".join(f"{i.incident} «{i.title}» (resolved {_at(i.resolved_at, zone)})"
                                              for i in info.incidents))  # fmt: skip
     else:
         _say("Not affected by any current or recent incident.")
     if info.messages:
         _say("Sent to them:")
         for m in info.messages:
-            when = f"sent {_utc(m.sent_at)}" if m.sent_at else f"queued {_utc(m.created_at)}"
+            when = f"sent {_at(m.sent_at, zone)}" if m.sent_at else f"queued {_at(m.created_at, zone)}"
             _say(f"  {m.kind:<9} {m.incident or '':<8} {m.state:<9} {when}")
     if info.callbacks:
         for c in info.callbacks:
             late = "OVERDUE " if c.overdue else ""
             _say(
-                f"Open callback #{c.callback.id}: {late}due {_utc(c.callback.due_at)}, owner {c.callback.owner}"
+                f"Open callback #{c.callback.id}: {late}due {_at(c.callback.due_at, zone)}, owner {c.callback.owner}"
             )
     if info.calls:
         _say(f"Calls logged before: {info.calls}")
@@ -153,7 +166,9 @@ def log(
     incident_id: str | None = typer.Option(None, "--incident", help="the incident the call was about"),
     note: str = typer.Option(..., "--note", help="what the caller said and what they were told"),
     callback_in: str | None = typer.Option(None, "--callback-in", help="promise a callback in e.g. 30m, 2h"),
-    callback_at: str | None = typer.Option(None, "--callback-at", help="promise a callback at an ISO time"),
+    callback_at: str | None = typer.Option(
+        None, "--callback-at", help=f"promise a callback at an ISO 8601 time; {TIME_HELP}"
+    ),
     by: str | None = typer.Option(
         None, "--by", help="who took the call and owns the callback (default: you)"
     ),
@@ -168,8 +183,8 @@ def log(
         if callback_in is not None
         else None
     )
-    at = parse_time(callback_at, "--callback-at")
     st = state(ctx)
+    at = parse_time(callback_at, "--callback-at", st.zone)
     with write_session(st.engine()) as session:
         call, callback = hotline.log_call(
             session, st.config, subscriber_key=subscriber, caller_phone=caller, incident_ref=incident_id,
@@ -193,7 +208,7 @@ def log(
     )
     _say(f"Call #{call.id}{who} logged{about}.")
     if callback:
-        _say(f"Callback #{callback.id} promised by {_utc(callback.due_at)}, owner {callback.owner}.")
+        _say(f"Callback #{callback.id} promised by {_at(callback.due_at, st.zone)}, owner {callback.owner}.")
         _say(f"When done: notifier callbacks done {callback.id} --outcome …")
 
 
@@ -219,6 +234,7 @@ def callbacks(
     if not entries:
         _say("No overdue callbacks." if overdue else "No open callbacks.")
         return
+    zone = st.zone
     for e in entries:
         cb, sub = e.callback, e.subscriber
         who = (
@@ -226,9 +242,9 @@ def callbacks(
         )
         phone = e.call.caller_phone or (sub.phone if sub else "") or "no phone"
         if cb.done_at:
-            mark = f"done {_utc(cb.done_at)}{f' by {cb.closed_by}' if cb.closed_by else ''}: {cb.outcome}"
+            mark = f"done {_at(cb.done_at, zone)}{f' by {cb.closed_by}' if cb.closed_by else ''}: {cb.outcome}"
         else:
-            mark = ("OVERDUE, " if e.overdue else "") + f"due {_utc(cb.due_at)}"
+            mark = ("OVERDUE, " if e.overdue else "") + f"due {_at(cb.due_at, zone)}"
         _say(f"#{cb.id:<5} {mark} — {who}, {phone}, owner {cb.owner or '—'}"
              f"{', ' + e.incident_ref if e.incident_ref else ''}")  # fmt: skip
         if e.call.note:

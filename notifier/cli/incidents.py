@@ -1,4 +1,11 @@
-"""`notifier incident …`: declare, update, scope, resolve, edit, list, show."""
+"""`notifier incident …`: declare, update, scope, resolve, edit, list, show.
+
+Texts in another language sit beside the default ones: ``--title`` (``[notifier].default_locale``)
+and ``--title-en``, likewise ``--message-en``, ``--cause-en``, ``--measures-en``; a language
+of the audience without them is named with its reader count (``languages.Untranslated``).
+Times are printed in the operator's zone with their offset, and read in it when given
+without one (``[notifier].operator_timezone``, else this machine's).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,16 @@ import typer
 
 from notifier import incidents
 from notifier.cli import app
-from notifier.cli.common import console, parse_time, print_json, state, thousands
+from notifier.cli.common import (
+    TIME_HELP,
+    console,
+    err_console,
+    local_time,
+    parse_time,
+    print_json,
+    state,
+    thousands,
+)
 from notifier.config import Config
 from notifier.db import read_session, write_session
 from notifier.incidents import StepResult
@@ -21,6 +37,15 @@ app.add_typer(incident_app, name="incident")
 
 JSON = typer.Option(False, "--json", help="print one JSON object")
 BY = typer.Option("", "--by", help="who does this (recorded in the timeline)")
+TITLE_EN = typer.Option(None, "--title-en", help="the title in English, for English readers")
+MESSAGE_EN = typer.Option(None, "--message-en", help="the message in English")
+CAUSE_EN = typer.Option(None, "--cause-en", help="the cause in English")
+MEASURES_EN = typer.Option(None, "--measures-en", help="the measures in English")
+
+
+def _english(**fields: str | None) -> dict[str, dict[str, str | None]]:
+    """The ``--…-en`` options as ``incidents`` takes other languages' texts."""
+    return {"en": fields}
 
 
 def _step_json(result: StepResult, **extra: Any) -> dict[str, Any]:
@@ -31,8 +56,15 @@ def _step_json(result: StepResult, **extra: Any) -> dict[str, Any]:
         "queued": result.queued or {},
         "cancelled": result.cancelled,
         "apology_held": result.apology_held,
+        "untranslated": [gap.as_dict() for gap in result.untranslated],
         **extra,
     }
+
+
+def _say_untranslated(result: StepResult) -> None:
+    """One line per language of the audience that lacks this step's texts."""
+    for gap in result.untranslated:
+        err_console.print(f"warning: {gap.notice()}", markup=False)
 
 
 def _templates_ready(config: Config, *kinds: str) -> None:
@@ -63,22 +95,26 @@ def declare(
     severity: str = typer.Option("major", "--severity", help="minor | major | critical"),
     message: str = typer.Option("", "--message", help="the first public status message"),
     started_at: str | None = typer.Option(
-        None, "--started-at", help="ISO 8601 time the outage began (default now)"
+        None, "--started-at", help=f"ISO 8601 time the outage began (default now); {TIME_HELP}"
     ),
+    title_en: str | None = TITLE_EN,
+    message_en: str | None = MESSAGE_EN,
     by: str = BY,
     as_json: bool = JSON,
 ) -> None:
     """Declare an incident: snapshot the affected audience and queue the first status notice.
 
-    Example: notifier incident declare --title "Отчёты не отправляются" --region 66 --region 54
-    --service tax-reporting --severity major --message "Ищем причину" --by ivanov
+    Example: notifier incident declare --title "Отчёты не отправляются" --title-en "Reports are not being sent"
+    --region 66 --region 54 --service tax-reporting --severity major --message "Ищем причину"
+    --message-en "Looking for the cause" --by ivanov
     """
     st = state(ctx)
     _templates_ready(st.config, "status", "hotline")
     with write_session(st.engine()) as session:
         result = incidents.declare(
             session, st.config, title=title, regions=region, services=service, severity=severity,
-            message=message, started_at=parse_time(started_at, "--started-at"), by=by,
+            message=message, started_at=parse_time(started_at, "--started-at", st.zone), by=by,
+            texts=_english(title=title_en, message=message_en),
         )  # fmt: skip
         total = incidents.active_subscribers(session)
     share = 100.0 * result.affected / total if total else 0.0
@@ -89,6 +125,7 @@ def declare(
         f"Declared {result.incident.ref} «{result.incident.title}»: {thousands(result.affected)} subscribers affected, "
         f"{share:.1f} % of {thousands(total)} active. {_queued_line(result)}"
     )
+    _say_untranslated(result)
 
 
 @incident_app.command("update")
@@ -97,21 +134,26 @@ def update(
     incident_id: str = typer.Argument(..., metavar="ID", help="incident id, e.g. INC-3"),
     status: str = typer.Option(..., "--status", help="investigating | identified | monitoring"),
     message: str = typer.Option(..., "--message", help="the public status message"),
+    message_en: str | None = MESSAGE_EN,
+    title_en: str | None = typer.Option(None, "--title-en", help="the title in English, if not given yet"),
     by: str = BY,
     as_json: bool = JSON,
 ) -> None:
     """Post a public status update; its notice replaces any older one not yet sent.
 
     Example: notifier incident update INC-1 --status identified --message "Отказал сервер БД, переключаем на резерв"
+    --message-en "A database server failed; switching to the standby"
     """
     st = state(ctx)
     _templates_ready(st.config, "status", "hotline")
     with write_session(st.engine()) as session:
-        result = incidents.post_update(session, st.config, incident_id, status=status, message=message, by=by)
+        result = incidents.post_update(session, st.config, incident_id, status=status, message=message, by=by,
+                                       texts=_english(message=message_en, title=title_en))  # fmt: skip
     if as_json:
         print_json(_step_json(result))
         return
     console.print(f"{result.incident.ref} is now {result.incident.status}. {_queued_line(result)}")
+    _say_untranslated(result)
 
 
 @incident_app.command("scope")
@@ -136,8 +178,17 @@ def scope(
     if as_json:
         print_json(_step_json(result))
         return
+    added = [f"region {code}" for code in dict.fromkeys(add_region)] + [
+        f"service {code}" for code in dict.fromkeys(add_service)
+    ]
+    if not result.added:
+        console.print(
+            f"{result.incident.ref}: adding {', '.join(added)} reaches nobody new "
+            f"({thousands(result.affected)} affected, as before). Nothing queued."
+        )
+        return
     console.print(
-        f"{result.incident.ref} now covers regions {', '.join(result.incident.regions)}: "
+        f"{result.incident.ref} now also covers {', '.join(added)}: "
         f"{thousands(result.added)} more subscribers, {thousands(result.affected)} in all. {_queued_line(result)}"
     )
 
@@ -152,22 +203,28 @@ def resolve(
         None, "--compensation", help="free days, e.g. 14d, or none (default: policy)"
     ),
     resolved_at: str | None = typer.Option(
-        None, "--resolved-at", help="ISO 8601 time service came back (default now)"
+        None, "--resolved-at", help=f"ISO 8601 time service came back (default now); {TIME_HELP}"
     ),
+    title_en: str | None = TITLE_EN,
+    cause_en: str | None = CAUSE_EN,
+    measures_en: str | None = MEASURES_EN,
     by: str = BY,
     as_json: bool = JSON,
 ) -> None:
-    """Resolve an incident and queue the apology (held until a cause and measures are given).
+    """Resolve an incident and queue the apology (held until a cause and measures are given;
+    an English reader's until they are given in English too, unless [mailing].fallback_locale).
 
     Example: notifier incident resolve INC-1 --cause "Отказал дисковый массив сервера БД"
-    --measures "Перевели базу на новый кластер с резервной копией" --by ivanov
+    --measures "Перевели базу на новый кластер с резервной копией" --cause-en "A disk array failed"
+    --measures-en "The database moved to a new cluster with a standby copy" --by ivanov
     """
     st = state(ctx)
     _templates_ready(st.config, "apology", "hotline")
     with write_session(st.engine()) as session:
         result = incidents.resolve(
             session, st.config, incident_id, cause=cause, measures=measures, compensation_text=compensation,
-            resolved_at=parse_time(resolved_at, "--resolved-at"), by=by,
+            resolved_at=parse_time(resolved_at, "--resolved-at", st.zone), by=by,
+            texts=_english(title=title_en, cause=cause_en, measures=measures_en),
         )  # fmt: skip
     if as_json:
         print_json(_step_json(result))
@@ -175,13 +232,14 @@ def resolve(
     console.print(
         f"{result.incident.ref} is resolved; {thousands(result.cancelled)} unsent status notices cancelled."
     )
-    if result.apology_held:
+    if result.apology_held and not (result.incident.cause and result.incident.measures):
         console.print(
             f"The apology is HELD: it needs a cause and measures. Release it with: notifier incident edit "
             f"{result.incident.ref} --cause … --measures …"
         )
     else:
         console.print(_queued_line(result))
+    _say_untranslated(result)
 
 
 @incident_app.command("edit")
@@ -191,34 +249,37 @@ def edit(
     cause: str | None = typer.Option(None, "--cause", help="what caused it"),
     measures: str | None = typer.Option(None, "--measures", help="what was done about it"),
     compensation: str | None = typer.Option(None, "--compensation", help="free days, e.g. 14d, or none"),
+    title_en: str | None = TITLE_EN,
+    cause_en: str | None = CAUSE_EN,
+    measures_en: str | None = MEASURES_EN,
     by: str = BY,
     as_json: bool = JSON,
 ) -> None:
-    """Complete a resolved incident's cause, measures or compensation; releases a held apology.
+    """Complete a resolved incident's cause, measures or compensation, or its texts in English;
+    releases a held apology (the English readers' once their texts are there).
 
     Example: notifier incident edit INC-1 --cause "Отказ сервера БД" --measures "Новый кластер"
+
+    Example: notifier incident edit INC-1 --title-en "Reports were not sent" --cause-en "A database server failed"
+    --measures-en "A new cluster with a standby"
     """
     st = state(ctx)
     _templates_ready(st.config, "apology")
     with write_session(st.engine()) as session:
         result = incidents.edit(
-            session,
-            st.config,
-            incident_id,
-            cause=cause,
-            measures=measures,
-            compensation_text=compensation,
-            by=by,
-        )
+            session, st.config, incident_id, cause=cause, measures=measures, compensation_text=compensation,
+            by=by, texts=_english(title=title_en, cause=cause_en, measures=measures_en),
+        )  # fmt: skip
     if as_json:
         print_json(_step_json(result))
         return
-    if result.apology_held:
+    if result.apology_held and not (result.incident.cause and result.incident.measures):
         console.print(
             f"{result.incident.ref} updated; the apology is still held (it needs both a cause and measures)."
         )
     else:
         console.print(f"{result.incident.ref} updated. {_queued_line(result)}")
+    _say_untranslated(result)
 
 
 @incident_app.command("list")
@@ -272,15 +333,18 @@ def show(
         f"Regions: {', '.join(incident.regions)}; services: {services}; {thousands(size)} affected",
         markup=False,
     )
-    console.print(f"Started {incident.started_at:%Y-%m-%d %H:%M} UTC", markup=False)
+    for locale, texts in (incident.translations or {}).items():
+        if texts.get("title"):
+            console.print(f"  {locale}: «{texts['title']}»", markup=False)
+    zone = st.zone
+    console.print(f"Started {local_time(incident.started_at, zone)}", markup=False)
     if incident.resolved_at:
         console.print(
-            f"Resolved {incident.resolved_at:%Y-%m-%d %H:%M} UTC; apology: {incident.apology_state}",
-            markup=False,
+            f"Resolved {local_time(incident.resolved_at, zone)}; apology: {incident.apology_state}", markup=False
         )
     for entry in timeline:
         who = f" ({entry['by']})" if entry["by"] else ""
         console.print(
-            f"  {entry['at']:%Y-%m-%d %H:%M} {entry['kind']:<9} {entry['status']:<13}{who} {entry['message']}",
+            f"  {local_time(entry['at'], zone)} {entry['kind']:<9} {entry['status']:<13}{who} {entry['message']}",
             markup=False,
         )

@@ -26,6 +26,9 @@ from notifier.errors import UsageError
 from notifier.models import Subscriber
 from notifier.subscribers import ImportReport
 from notifier.subscribers.csv_files import is_errors_file
+from notifier.subscribers.lookup import count_found
+
+FIND_LIMIT = 50  # subscribers.find's default: more are counted, not shown
 
 subscribers_app = typer.Typer(
     help="Manage subscribers: import a CSV, add, list, count, find, unsubscribe.", no_args_is_help=True
@@ -291,14 +294,17 @@ def find(
     st = state(ctx)
     with read_session(st.engine()) as session:
         found = subscribers.find(session, st.config, query)
+        total = count_found(session, st.config, query) if len(found) >= FIND_LIMIT else len(found)
     if as_json:
-        print_json({"subscribers": [subscriber_dict(s) for s in found]})
+        print_json({"subscribers": [subscriber_dict(s) for s in found], "total": total})
         return
     if not found:
         console.print(f"Nobody matches {query!r}.", markup=False)
         raise typer.Exit(1)
     for s in found:
         console.print(_line(s), markup=False)
+    if total > len(found):
+        console.print(f"{thousands(len(found))} shown of {thousands(total)}, narrow the query.", markup=False)
 
 
 @subscribers_app.command("unsubscribe")

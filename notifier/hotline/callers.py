@@ -22,9 +22,11 @@ from notifier.hotline.announcements import ScriptEntry, check_locale, script
 from notifier.hotline.callbacks import CallbackEntry
 from notifier.models import AudienceMember, Call, Callback, Incident, Message, Subscriber, utcnow
 from notifier.rendering import Renderer
+from notifier.subscribers.lookup import count_found
 
 RECENT = timedelta(days=30)
 MESSAGES_SHOWN = 20
+LOOKUP_LIMIT = 50  # callers shown for one query; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -83,10 +85,21 @@ class CallerInfo:
         }  # fmt: skip
 
 
+class Found(list[CallerInfo]):
+    """Callers a lookup found, and how many matched in all (``total`` > ``len`` when cut off)."""
+
+    total: int = 0
+
+    @property
+    def cut_off(self) -> str:
+        """``50 shown of 312, narrow the query`` when not everyone matching is shown, else ""."""
+        return f"{len(self)} shown of {self.total}, narrow the query" if self.total > len(self) else ""
+
+
 def lookup(
     session: Session, config: Config, query: str, now: datetime | None = None, *, locale: str | None = None,
     renderer: Renderer | None = None,
-) -> list[CallerInfo]:  # fmt: skip
+) -> Found:  # fmt: skip
     """Everyone ``query`` identifies, with what the operator needs; [] when nobody matches.
 
     The script is in ``locale`` if given (the operator's language), else in the caller's own.
@@ -94,9 +107,11 @@ def lookup(
     now = now or utcnow()
     if locale is not None:
         check_locale(config, locale)
-    found = subscribers.find(session, config, query)
+    found = subscribers.find(session, config, query, limit=LOOKUP_LIMIT)
+    result = Found()
     if not found:
-        return []
+        return result
+    result.total = count_found(session, config, query) if len(found) >= LOOKUP_LIMIT else len(found)
     infos = {s.id: CallerInfo(subscriber=s) for s in found}
     ids = list(infos)
     _impacts(session, infos, ids, now)
@@ -108,7 +123,8 @@ def lookup(
         lang = locale or info.subscriber.locale
         for ref in refs:
             info.script += script(session, config, ref, info.subscriber.region, lang, now, renderer=renderer)
-    return list(infos.values())
+    result.extend(infos.values())
+    return result
 
 
 def _impacts(session: Session, infos: dict[Any, CallerInfo], ids: list[Any], now: datetime) -> None:

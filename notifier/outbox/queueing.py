@@ -157,25 +157,34 @@ def queue_status_notices(
 
 
 def queue_apologies(
-    session: Session, incident: Incident, due: datetime, now: datetime, *, config: Config | None = None
+    session: Session, incident: Incident, due: datetime, now: datetime, *, config: Config | None = None,
+    locales: Iterable[str] | None = None,
 ) -> int:
     """Queue one apology per active audience member (and SMS ones, with ``config``); the key
-    makes a second run a no-op."""
+    makes a second run a no-op. ``locales``: only to readers of these languages (the others'
+    apologies wait for their texts: ``languages.apology_gaps``); None: everyone."""
     assert incident.id is not None
     prefix = f"apology:{incident.id}:"
-    queued = _insert_select(session, _audience_select(incident.id, "apology", prefix, None, due, now))
-    return queued + _queue_sms(session, config, incident, "apology", prefix, None, due, now)
+    wanted = list(locales) if locales is not None else None
+    query = _audience_select(incident.id, "apology", prefix, None, due, now)
+    queued = _insert_select(session, _in_languages(query, wanted))
+    return queued + _queue_sms(session, config, incident, "apology", prefix, None, due, now, wanted)
+
+
+def _in_languages(query: Any, locales: list[str] | None) -> Any:
+    """``query`` (over Subscriber) narrowed to readers of ``locales`` (None: all of them)."""
+    return query if locales is None else query.where(Subscriber.locale.in_(locales))  # type: ignore[attr-defined]
 
 
 def _queue_sms(
     session: Session, config: Config | None, incident: Incident, kind: str, prefix: str, update_id: int | None,
-    due: datetime, now: datetime,
+    due: datetime, now: datetime, locales: list[str] | None = None,
 ) -> int:  # fmt: skip
     """The SMS twins of a mailing; over the budget they are held and on-call gets one note."""
     if config is None:
         return 0
-    queued = sum(_insert_select(session, query) for query in sms.sms_selects(config, incident, kind, prefix,
-                                                                               update_id, due, now))  # fmt: skip
+    queued = sum(_insert_select(session, _in_languages(query, locales))
+                 for query in sms.sms_selects(config, incident, kind, prefix, update_id, due, now))  # fmt: skip
     held = sms.hold_over_budget(session, config, incident.id, kind, update_id) if queued else 0  # type: ignore[arg-type]
     if held and config.notifier.oncall_email:
         insert_rows(session, [message_row(

@@ -119,7 +119,29 @@ def _like_escape(text: str) -> str:
 
 def find(session: Session, config: Config, key_or_query: str, *, limit: int = 50) -> list[Subscriber]:
     """Subscribers an identifier names: account number, e-mail, phone (any format) — exact
-    matches — else those whose name contains the text (case-insensitive, Cyrillic included)."""
+    matches — else those whose name contains the text (case-insensitive, Cyrillic included,
+    ``ё`` and ``е`` alike: "Петр Сидоров" finds "Пётр Сидоров")."""
+    condition = _match(session, config, key_or_query)
+    if condition is None:
+        return []
+    return list(session.execute(select(Subscriber).where(condition).order_by(Subscriber.id).limit(limit)).scalars())
+
+
+def count_found(session: Session, config: Config, key_or_query: str) -> int:
+    """How many subscribers :func:`find` would return without its limit ("50 shown of 312")."""
+    condition = _match(session, config, key_or_query)
+    if condition is None:
+        return 0
+    return session.execute(select(func.count()).select_from(Subscriber).where(condition)).scalar_one()
+
+
+def _yo(text: Any) -> Any:
+    """``ё`` read as ``е`` (Russian writes both for one letter): in SQL and in Python alike."""
+    return text.replace("ё", "е") if isinstance(text, str) else func.replace(text, "ё", "е")
+
+
+def _match(session: Session, config: Config, key_or_query: str) -> Any:
+    """The WHERE clause of a lookup: the exact identifiers if any row has one, else the name."""
     query = " ".join(key_or_query.split())
     if not query:
         raise UsageError("give an account number, e-mail, phone or part of a name to look for")
@@ -130,16 +152,12 @@ def find(session: Session, config: Config, key_or_query: str, *, limit: int = 50
     if _PHONE_LIKE.fullmatch(query):
         with contextlib.suppress(RowError):  # not a phone after all: the name search may still match
             exact.append(Subscriber.phone == normalise_phone(query, config.notifier.default_country))
-    found = (
-        session.execute(select(Subscriber).where(or_(*exact)).order_by(Subscriber.id).limit(limit))
-        .scalars()
-        .all()
-    )
-    if found or not any(ch.isalpha() for ch in query):
-        return list(found)
-    pattern = f"%{_like_escape(query.casefold())}%"
-    by_name = select(Subscriber).where(Subscriber.name_key.like(pattern, escape="\\"))  # type: ignore[attr-defined]
-    return list(session.execute(by_name.order_by(Subscriber.id).limit(limit)).scalars().all())
+    if session.execute(select(Subscriber.id).where(or_(*exact)).limit(1)).first() is not None:
+        return or_(*exact)
+    if not any(ch.isalpha() for ch in query):
+        return None
+    pattern = f"%{_like_escape(_yo(query.casefold()))}%"
+    return _yo(Subscriber.name_key).like(pattern, escape="\\")
 
 
 def get_one(session: Session, config: Config, key: str) -> Subscriber:
