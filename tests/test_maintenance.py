@@ -196,11 +196,6 @@ def test_incident_during_the_window_says_it_is_the_planned_work(
     assert "This is the planned work “Обновление сервера БД” announced on March 1, 2027." in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="waits for the lead: Sender.outgoing must pass attachments=rendered.attachments to OutgoingMessage "
-    "(the renderer, the composer and the SMTP messenger already carry it); remove this mark then",
-)
 def test_the_announcement_arrives_with_its_ics(engine: Any, cfg: Config, smtp_server: Any, readers: dict[str, Any]) -> None:
     import icalendar
 

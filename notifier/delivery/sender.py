@@ -260,7 +260,7 @@ class Sender:
             recipient_name=subscriber.name if subscriber else "", locale=message.locale, subject=rendered.subject,
             text=rendered.text, html=rendered.html, date=self.clock(), unsubscribe_url=url,
             message_id=message_id(message.id, self.domain, self._instance or "0"),  # type: ignore[arg-type]
-            facts=message_facts(job),
+            facts=message_facts(job), attachments=rendered.attachments,
         )  # fmt: skip
 
     def _unsubscribe_url(self, subscriber_id: int) -> str:
