@@ -1,7 +1,8 @@
 """Incident reports: what happened, to whom, and what we sent — the "learn" rule.
 
-Owns assembling one incident's report (timeline, audience size, messages by kind and
-state, the SMS among them by delivery state, first and last delivery) as plain data for the
+Owns assembling one incident's report (timeline, audience size and how many of it have no
+e-mail address, messages by kind and state, the SMS among them by delivery state, first and
+last delivery, the languages whose apologies wait for their texts) as plain data for the
 CLI, the web and the tests.
 """
 
@@ -14,11 +15,13 @@ from sqlmodel import Session
 
 from notifier import incidents, outbox
 from notifier.bounces.suppression import mailing_counts
-from notifier.models import Message
+from notifier.config import Config
+from notifier.models import AudienceMember, Message, Subscriber
 from notifier.outbox.sms import sms_counts
 
 
-def incident_report(session: Session, ref: str | int) -> dict[str, Any]:
+def incident_report(session: Session, ref: str | int, config: Config | None = None) -> dict[str, Any]:
+    """The report; with ``config`` it also names the languages whose apologies are held."""
     incident = incidents.get(session, ref)
     assert incident.id is not None
     sent_window = session.execute(
@@ -29,6 +32,9 @@ def incident_report(session: Session, ref: str | int) -> dict[str, Any]:
     return {
         **incidents.as_dict(incident),
         "audience": incidents.audience_size(session, incident.id),
+        "audience_without_email": _without_email(session, incident.id),
+        "apology_held_languages": [gap.as_dict() for gap in incidents.held_languages(session, config, incident)]
+        if config is not None else [],
         "messages": outbox.counts(session, incident.id),
         "sms": sms_counts(session, incident.id),  # per kind: held … accepted, delivered, failed, expired
         "deliveries": {
@@ -38,6 +44,15 @@ def incident_report(session: Session, ref: str | int) -> dict[str, Any]:
         **_hotline(session, incident.id),
         "timeline": incidents.timeline_dicts(session, incident.id),
     }
+
+
+def _without_email(session: Session, incident_id: int) -> int:
+    """Audience members with no e-mail address (phone-only: SMS, if any, is all they get)."""
+    return session.execute(
+        select(func.count()).select_from(AudienceMember)
+        .join(Subscriber, Subscriber.id == AudienceMember.subscriber_id)
+        .where(AudienceMember.incident_id == incident_id, Subscriber.email.is_(None))  # type: ignore[union-attr]
+    ).scalar_one()  # fmt: skip
 
 
 def _hotline(session: Session, incident_id: int) -> dict[str, Any]:

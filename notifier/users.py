@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from notifier import characters
+from notifier.config import LOCALES
 from notifier.errors import NotFoundError, UsageError
 from notifier.models import User
 
@@ -42,13 +43,17 @@ def _check_name(name: str) -> str:
     return name
 
 
-def add(session: Session, name: str) -> tuple[User, str]:
-    """Create a console user; returns it with its token, which is never shown again."""
+def add(session: Session, name: str, locale: str | None = None) -> tuple[User, str]:
+    """Create a console user; returns it with its token, which is never shown again.
+
+    ``locale``: the language the console speaks to them (None: ``[notifier].default_locale``).
+    """
     name = _check_name(name)
+    _check_locale(locale)
     if session.execute(select(User).where(User.name == name)).scalars().first() is not None:
         raise UsageError(f"a console user named {name!r} already exists (see: notifier users list)")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    user = User(name=name, token_hash=hash_token(token))
+    user = User(name=name, token_hash=hash_token(token), locale=locale)
     session.add(user)
     session.flush()
     return user, token
@@ -106,3 +111,18 @@ def disable(session: Session, name: str) -> User:
     session.add(user)
     session.flush()
     return user
+
+
+def _check_locale(locale: str | None) -> None:
+    if locale is not None and locale not in LOCALES:
+        raise UsageError(f"--locale must be one of {', '.join(LOCALES)}, not {locale!r}")
+
+
+def set_locale(session: Session, user_id: int, locale: str) -> None:
+    """The console speaks ``locale`` to this user from now on."""
+    _check_locale(locale)
+    user = session.get(User, user_id)
+    if user is not None:
+        user.locale = locale
+        session.add(user)
+        session.flush()

@@ -10,8 +10,9 @@ the web pages and staff notices reuse them.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+import os
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_date, format_time, get_timezone_location
 
@@ -93,6 +94,22 @@ def zone_label(timezone: str, locale: str) -> str:
     except Exception:  # an exotic zone Babel does not know: its id is still exact
         city = timezone
     return f"по местному времени ({city})" if locale == "ru" else f"{city} time"
+
+
+def operator_zone(name: str = "") -> tzinfo:
+    """The zone staff read times in: ``name`` (``[notifier].operator_timezone``), else this
+    machine's (``TZ``, else ``/etc/localtime``), else UTC."""
+    for candidate in (name, os.environ.get("TZ", "").lstrip(":")):
+        if candidate:
+            try:
+                return ZoneInfo(candidate)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    try:
+        link = os.path.realpath("/etc/localtime")
+        return ZoneInfo(link.split("zoneinfo/", 1)[1])
+    except (IndexError, ZoneInfoNotFoundError, ValueError, OSError):
+        return datetime.now().astimezone().tzinfo or UTC
 
 
 def _babel(text: str) -> str:

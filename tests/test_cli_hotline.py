@@ -37,7 +37,7 @@ def test_lookup_of_nobody_suggests_what_to_do(cli) -> None:
     result = cli("hotline", "lookup", "nobody@example.org")
     assert result.exit_code == 0 and "Nobody matches" in result.stdout and "--caller PHONE" in result.stdout
     assert cli("hotline", "lookup", "nobody@example.org", "--json").json() == {
-        "query": "nobody@example.org", "found": []
+        "query": "nobody@example.org", "found": [], "total": 0
     }  # fmt: skip
 
 

@@ -17,6 +17,8 @@ from notifier.db import read_session, write_session
 from notifier.web import create_app
 from tests.web_server import running
 
+EN = {"Accept-Language": "en"}  # these tests read the console in English (its users are set to en)
+
 
 @pytest.fixture
 def base_url(config: Any, engine: Any) -> Iterator[str]:
@@ -27,7 +29,7 @@ def base_url(config: Any, engine: Any) -> Iterator[str]:
 @pytest.fixture
 def token(engine: Any) -> str:
     with write_session(engine) as session:
-        return users.add(session, "Ivanova")[1]
+        return users.add(session, "Ivanova", locale="en")[1]
 
 
 def _csrf(html: str) -> str:
@@ -37,7 +39,7 @@ def _csrf(html: str) -> str:
 @pytest.fixture
 def console(base_url: str, token: str) -> Iterator[httpx.Client]:
     """A logged-in client; ``console.csrf`` is its session's CSRF token."""
-    with httpx.Client(base_url=base_url, timeout=20) as client:
+    with httpx.Client(base_url=base_url, headers=EN, timeout=20) as client:
         form = client.get("/console/login")
         data = {"name": "Ivanova", "token": token, "csrf_token": _csrf(form.text)}
         response = client.post("/console/login", data=data)
@@ -79,7 +81,7 @@ def test_users_add_prints_a_token_once_and_stores_only_its_hash(config_path, eng
 
 
 def test_the_console_refuses_without_a_session(base_url, engine) -> None:
-    with httpx.Client(base_url=base_url) as client:
+    with httpx.Client(base_url=base_url, headers=EN) as client:
         for path in ("/console", "/console/declare", "/console/incidents/INC-1"):
             response = client.get(path)
             assert response.status_code == 303 and response.headers["location"] == "/console/login"
@@ -90,7 +92,7 @@ def test_the_console_refuses_without_a_session(base_url, engine) -> None:
 
 
 def test_a_wrong_token_does_not_log_in(base_url) -> None:
-    with httpx.Client(base_url=base_url) as client:
+    with httpx.Client(base_url=base_url, headers=EN) as client:
         form = client.get("/console/login")
         response = client.post(
             "/console/login", data={"name": "Ivanova", "token": "ntf_guess", "csrf_token": _csrf(form.text)}
@@ -109,7 +111,7 @@ def test_a_form_without_its_csrf_token_is_refused(console, engine) -> None:
 
 
 def test_login_itself_needs_the_csrf_token(base_url, token) -> None:
-    with httpx.Client(base_url=base_url) as client:
+    with httpx.Client(base_url=base_url, headers=EN) as client:
         assert client.post("/console/login", data={"name": "Ivanova", "token": token}).status_code == 403
 
 
@@ -235,7 +237,7 @@ def _try_login(client: httpx.Client, name: str, token: str) -> httpx.Response:
 
 def test_failed_logins_are_logged_and_lock_the_name_for_a_while(base_url, token, engine, caplog) -> None:
     caplog.set_level("INFO", logger="notifier.console")
-    with httpx.Client(base_url=base_url) as client:
+    with httpx.Client(base_url=base_url, headers=EN) as client:
         for attempt in range(5):
             response = _try_login(client, "Ivanova", f"ntf_guess{attempt}")
             assert response.status_code == 401 and "not valid" in response.text
@@ -246,22 +248,22 @@ def test_failed_logins_are_logged_and_lock_the_name_for_a_while(base_url, token,
         assert 0 < int(locked.headers["retry-after"]) <= 15 * 60
         assert client.get("/console").status_code == 303  # not logged in
     with write_session(engine) as session:
-        users.add(session, "Petrov")
-    with httpx.Client(base_url=base_url) as other:
+        users.add(session, "Petrov", locale="en")
+    with httpx.Client(base_url=base_url, headers=EN) as other:
         assert _try_login(other, "Petrov", "ntf_wrong").status_code == 401  # other names are not locked
 
 
 def test_a_token_only_logs_in_under_its_own_name(base_url, token, engine) -> None:
     with write_session(engine) as session:
-        users.add(session, "Petrov")
-    with httpx.Client(base_url=base_url) as client:
+        users.add(session, "Petrov", locale="en")
+    with httpx.Client(base_url=base_url, headers=EN) as client:
         assert _try_login(client, "Petrov", token).status_code == 401
         assert _try_login(client, "", token).status_code == 401
         assert _try_login(client, "  ivanova ", token).status_code == 303
 
 
 def test_one_address_is_limited_whatever_names_it_tries(base_url, token) -> None:
-    with httpx.Client(base_url=base_url) as client:
+    with httpx.Client(base_url=base_url, headers=EN) as client:
         for n in range(20):
             assert _try_login(client, f"guess-{n}", "ntf_x").status_code == 401
         refused = _try_login(client, "Ivanova", token)
@@ -270,7 +272,7 @@ def test_one_address_is_limited_whatever_names_it_tries(base_url, token) -> None
 
 def test_logout_ends_the_session_even_for_a_copied_cookie(base_url, console) -> None:
     cookie = next(c for c in console.cookies.jar if c.name == "notifier_console").value
-    with httpx.Client(base_url=base_url) as thief:
+    with httpx.Client(base_url=base_url, headers=EN) as thief:
         thief.cookies.set("notifier_console", cookie, path="/console")
         assert thief.get("/console").status_code == 200
         assert console.post("/console/logout", data={"csrf_token": console.csrf}).status_code == 303
@@ -296,7 +298,7 @@ def test_a_callback_number_that_cannot_exist_is_404(console, number) -> None:
 
 
 def test_a_huge_form_is_413_without_being_read(base_url) -> None:
-    with httpx.Client(base_url=base_url, timeout=20) as client:
+    with httpx.Client(base_url=base_url, headers=EN, timeout=20) as client:
         response = client.post("/console/login", content=b"token=" + b"x" * (5 * 1024 * 1024),
                                headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
         assert response.status_code == 413 and "larger than 1024 KB" in response.text
@@ -306,7 +308,7 @@ def test_a_user_name_with_direction_characters_is_refused(engine) -> None:
     from notifier.errors import UsageError
 
     with pytest.raises(UsageError, match="direction"), write_session(engine) as session:
-        users.add(session, "Iva\u202enova")
+        users.add(session, "Iva\u202enova", locale="en")
 
 
 # Content-Security-Policy: no inline code anywhere ----------------------------------------------------
@@ -316,7 +318,7 @@ def test_no_page_allows_inline_scripts_or_styles(console, base_url) -> None:
     _declare(console)
     pages = [console.get(path) for path in ("/console", "/console/declare", "/console/incidents/INC-1",
                                             "/console/login", "/console/hotline", "/console/callbacks")]  # fmt: skip
-    with httpx.Client(base_url=base_url) as public:
+    with httpx.Client(base_url=base_url, headers=EN) as public:
         pages += [public.get(path) for path in ("/", "/unsubscribe/x.y", "/nowhere", "/api/v2/summary.json")]
     for response in pages:
         policy = response.headers["content-security-policy"]
@@ -341,7 +343,7 @@ def test_the_preview_alone_allows_the_letters_inline_styles_and_no_script(consol
 
 
 def test_the_api_docs_are_off_and_the_openapi_document_stays(base_url) -> None:
-    with httpx.Client(base_url=base_url) as client:
+    with httpx.Client(base_url=base_url, headers=EN) as client:
         assert client.get("/api/docs").status_code == 404
         assert client.get("/api/openapi.json").json()["paths"]
 

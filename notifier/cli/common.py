@@ -10,13 +10,11 @@ modules.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from rich.console import Console
@@ -26,6 +24,7 @@ from notifier.characters import for_terminal
 from notifier.config import Config, load_config, parse_duration
 from notifier.db import check_schema, make_engine
 from notifier.errors import UsageError
+from notifier.wording import operator_zone
 
 # Earliest and latest times an option may name: an incident that started before 1970 is a
 # typo, and far-off years overflow when moved to UTC or to a region's time zone.
@@ -101,21 +100,6 @@ TIME_HELP = (
     "a time without an offset (+05:00) is read in the operator's zone ([notifier].operator_timezone, "
     "else this machine's)"
 )
-
-
-def operator_zone(name: str = "") -> tzinfo:
-    """``name``'s zone; without one, this machine's (``TZ``, else ``/etc/localtime``)."""
-    for candidate in (name, os.environ.get("TZ", "").lstrip(":")):
-        if candidate:
-            try:
-                return ZoneInfo(candidate)
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
-    try:
-        link = os.path.realpath("/etc/localtime")
-        return ZoneInfo(link.split("zoneinfo/", 1)[1])
-    except (IndexError, ZoneInfoNotFoundError, ValueError, OSError):
-        return datetime.now().astimezone().tzinfo or UTC
 
 
 def local_time(at: datetime | None, zone: tzinfo) -> str:

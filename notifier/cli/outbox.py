@@ -3,15 +3,19 @@ SMS among them by delivery state: accepted by the gateway, delivered, failed, ex
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 import typer
 
 from notifier import incidents, outbox, reports
 from notifier.cli import app
-from notifier.cli.common import console, print_json, state, thousands
+from notifier.cli.common import console, local_time, print_json, state, thousands
 from notifier.db import read_session
 from notifier.models import MESSAGE_STATES
 from notifier.outbox import pauses
 from notifier.outbox.sms import SMS_STATES, sms_counts
+from notifier.wording import format_duration
 
 JSON = typer.Option(False, "--json", help="print one JSON object")
 
@@ -70,25 +74,33 @@ def report(
     """
     st = state(ctx)
     with read_session(st.engine()) as session:
-        data = reports.incident_report(session, incident_id)
+        data = reports.incident_report(session, incident_id, st.config)
     if as_json:
         print_json(data)
         return
+    zone = st.zone
     console.print(f"{data['id']} «{data['title']}» — {data['status']}, {data['severity']}", markup=False)
     if data["duration_seconds"] is not None:
-        minutes = int(data["duration_seconds"] // 60)
-        console.print(f"Duration: {minutes // 60} h {minutes % 60} min", markup=False)
+        console.print(f"Duration: {format_duration(timedelta(seconds=data['duration_seconds']), 'en')}", markup=False)
+    without = data["audience_without_email"]
     console.print(
         f"Audience: {thousands(data['audience'])} subscribers in regions {', '.join(data['regions'])}"
+        + (f" ({thousands(without)} without e-mail: no letter, SMS if any)" if without else "")
     )
     if data["cause"]:
         console.print(f"Cause: {data['cause']}", markup=False)
     if data["measures"]:
         console.print(f"Measures: {data['measures']}", markup=False)
-    console.print(f"Apology: {data['apology']}")
-    console.print("Messages:")
+    console.print(f"Apology: {_apology_line(data)}", markup=False)
+    for gap in data["apology_held_languages"]:
+        console.print(f"  held for {gap['readers']} {gap['locale']} readers: add {' '.join(gap['options'])}",
+                      markup=False)  # fmt: skip
+    console.print("Messages (one per letter or SMS; the audience counts people):")
     for line in _table(data["messages"]) if data["messages"] else ["  none"]:
         console.print("  " + line, markup=False)
+    for kind, window in sorted(data["deliveries"].items()):
+        console.print(f"  {kind} delivered from {local_time(window['first_sent_at'], zone)} "
+                      f"to {local_time(window['last_sent_at'], zone)}", markup=False)  # fmt: skip
     if data["sms"]:
         console.print("  SMS of them, by delivery:", markup=False)
         for line in _table(data["sms"], SMS_STATES):
@@ -103,9 +115,21 @@ def report(
         f"Hotline: {data['calls']} calls; callbacks promised {cb['promised']}, kept {cb['kept']}, "
         f"late {cb['late']}, open {cb['open']} ({cb['open_overdue']} overdue), escalations {cb['escalations']}"
     )
-    console.print("Timeline (UTC):")
+    console.print("Timeline:")
     for entry in data["timeline"]:
         who = f" ({entry['by']})" if entry["by"] else ""
         console.print(
-            f"  {entry['at']:%Y-%m-%d %H:%M}  {entry['kind']:<9}{who} {entry['message']}", markup=False
+            f"  {local_time(entry['at'], zone)}  {entry['kind']:<9}{who} {entry['message']}", markup=False
         )
+
+
+def _apology_line(data: dict[str, Any]) -> str:
+    """``sent (312 of 312)``, ``queued: 20 of 312 sent so far``, ``held`` …: where the apology is now."""
+    states = data["messages"].get("apology", {})
+    if data["apology"] != "queued" or not states:
+        return str(data["apology"])
+    wanted = sum(n for state, n in states.items() if state != "cancelled")
+    sent, failed = states.get("sent", 0), states.get("failed", 0)
+    if sent + failed >= wanted:
+        return f"sent ({thousands(sent)} of {thousands(wanted)}" + (f", {thousands(failed)} failed)" if failed else ")")
+    return f"queued: {thousands(sent)} of {thousands(wanted)} sent so far"

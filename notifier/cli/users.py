@@ -19,14 +19,17 @@ JSON = typer.Option(False, "--json", help="print one JSON object")
 def add(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="the person's name, recorded on everything they do"),
+    locale: str | None = typer.Option(
+        None, "--locale", help="ru | en: the console's language for them (default: [notifier].default_locale)"
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Add a console user and print their login token (shown this once; only a hash is kept).
 
-    Example: notifier users add ivanov
+    Example: notifier users add ivanov --locale en
     """
     with write_session(state(ctx).engine()) as session:
-        user, token = users.add(session, name)
+        user, token = users.add(session, name, locale=locale)
     if as_json:
         print_json({"name": user.name, "token": token})
         return
@@ -44,7 +47,8 @@ def list_(ctx: typer.Context, as_json: bool = JSON) -> None:
         found = users.list_users(session)
     if as_json:
         print_json(
-            {"users": [{"name": u.name, "disabled": u.disabled, "created_at": u.created_at} for u in found]}
+            {"users": [{"name": u.name, "disabled": u.disabled, "created_at": u.created_at, "locale": u.locale}
+                       for u in found]}  # fmt: skip
         )
         return
     for user in found:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from notifier import incidents
+from notifier import incidents, languages
 from notifier.config import LOCALES, Config
 from notifier.errors import UsageError
 from notifier.models import Incident, utcnow
@@ -86,7 +86,8 @@ def _entry(
     shown = region if region is not None else next((c for c in incident.regions if c in renderer.config.regions),
                                                    next(iter(renderer.config.regions)))  # fmt: skip
     return ScriptEntry(
-        incident=incident.ref, incident_id=incident.id, title=incident.title, status=incident.status,
+        incident=incident.ref, incident_id=incident.id, title=languages.text(incident, "title", locale),
+        status=incident.status,
         region=shown, affects_region=None if region is None else region in incident.regions, locale=locale,
         subject=rendered.subject, text=rendered.text, updated_at=incident.updated_at,
     )  # fmt: skip

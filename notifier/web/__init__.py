@@ -30,13 +30,15 @@ from starlette.datastructures import MutableHeaders
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.staticfiles import StaticFiles
 
+from notifier import languages
 from notifier.characters import defused, display_email
-from notifier.config import Config, default_templates_dir
+from notifier.config import LOCALES, Config, default_templates_dir
 from notifier.models import utcnow
 from notifier.rendering import Renderer
 from notifier.web import text
 from notifier.web.bodies import BodyLimit
 from notifier.web.logins import LoginGuard
+from notifier.wording import operator_zone
 
 __all__ = ["create_app"]
 
@@ -66,6 +68,8 @@ def _templates(config: Config, locale: str) -> Jinja2Templates:
         region_name=lambda code: config.regions[code].name.get(locale) if code in config.regions else code,
         service_name=lambda code: config.services[code].name.get(locale) if code in config.services else code,
         shown_email=display_email,
+        tr=lambda row, field: languages.text(row, field, locale),  # an incident's or update's text here
+        operator_time=text.operator_time(locale, operator_zone(config.notifier.operator_timezone)),
     )  # fmt: skip
     return templates
 
@@ -121,6 +125,10 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
     app.state.secret = secret
     app.state.alert_token = os.environ.get(config.serve.alert_token_env, "").strip()
     app.state.templates = _templates(config, locale)
+    # Each language's pages: a public page answers in ?locale= / Accept-Language, the console
+    # in its user's language, the unsubscribe page in its subscriber's (``deps.get_templates``).
+    app.state.templates_by_locale = {code: _templates(config, code) for code in LOCALES}
+    app.state.templates_by_locale[locale] = app.state.templates
     app.state.t = text.translator(locale)
     app.state.local = text.local_time(config, locale)
     app.state.renderer = Renderer(config)

@@ -205,7 +205,8 @@ def _fire(
     if incident.status == "monitoring":  # it had recovered: subscribers must hear it broke again
         message = _RETURNED[config.notifier.default_locale]
         incidents.post_update(
-            session, config, incident.id, status="identified", message=message, by=BY, now=now
+            session, config, incident.id, status="identified", message=message, by=BY, now=now,
+            texts=_in_other_languages(config, message=_RETURNED),
         )  # type: ignore[arg-type]
         action = {"action": "returned", "incident": incident.ref, "status": "identified"}
     if region in incident.regions:
@@ -237,6 +238,10 @@ def _declare(
         session, config, title=_TITLE[locale].format(name=config.services[service].name.get(locale)),
         regions=[region], services=[service], severity=severity if severity in SEVERITIES else "major",
         message=_RECURRED[locale].format(ref=earlier.ref) if earlier else "", started_at=started, by=BY, now=now,
+        texts=_in_other_languages(
+            config, title={code: text.format(name=config.services[service].name.get(code)) for code, text in _TITLE.items()},
+            message={code: text.format(ref=earlier.ref) for code, text in _RECURRED.items()} if earlier else None,
+        ),
     )  # fmt: skip
     open_incidents.insert(0, result.incident)
     action = {"action": "declared", "incident": result.incident.ref, "affected": result.affected}
@@ -259,5 +264,18 @@ def _calm(session: Any, config: Config, incident: Incident, now: datetime) -> di
     if incident.status not in ("investigating", "identified"):
         return {"action": "none", "incident": incident.ref, "reason": f"already {incident.status}"}
     message = _RECOVERED[config.notifier.default_locale]
-    incidents.post_update(session, config, incident.id, status="monitoring", message=message, by=BY, now=now)  # type: ignore[arg-type]
+    incidents.post_update(session, config, incident.id, status="monitoring", message=message, by=BY, now=now,  # type: ignore[arg-type]
+                          texts=_in_other_languages(config, message=_RECOVERED))  # fmt: skip
     return {"action": "monitoring", "incident": incident.ref}
+
+
+def _in_other_languages(config: Config, **fields: dict[str, str] | None) -> dict[str, dict[str, str | None]]:
+    """This module's own words (``_TITLE``, ``_RECOVERED`` …) in every language but the default
+    one, as ``incidents`` takes them (the console's ``title_en``, the CLI's ``--title-en``)."""
+    default = config.notifier.default_locale
+    texts: dict[str, dict[str, str | None]] = {}
+    for field, words in fields.items():
+        for code, value in (words or {}).items():
+            if code != default:
+                texts.setdefault(code, {})[field] = value
+    return texts

@@ -10,35 +10,39 @@ ISO 8601 UTC. Like the page, it publishes incidents and public updates only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
+from notifier import languages
 from notifier.config import Config
 from notifier.web import status
-from notifier.web.deps import ConfigDep, NowDep, ReadSession
+from notifier.web.deps import ConfigDep, LocaleDep, NowDep, ReadSession
 from notifier.web.status import ComponentState, PublicIncident, StatusView, iso
 
 router = APIRouter(prefix="/api/v2", tags=["status"])
+Region = Annotated[str | None, Query(max_length=64, description="only incidents of this region code")]
 PAGE_ID = "notifier"
 _DESCRIPTION = {"none": "All Systems Operational", "minor": "Minor Service Outage",
                 "major": "Partial System Outage", "critical": "Major System Outage"}  # fmt: skip
 
 
-def _page(config: Config, view: StatusView) -> dict[str, Any]:
+def _page(config: Config, view: StatusView, locale: str = "") -> dict[str, Any]:
     return {
         "id": PAGE_ID,
-        "name": config.notifier.company.get(config.notifier.default_locale),
+        "name": config.notifier.company.get(locale or config.notifier.default_locale),
         "url": config.notifier.public_base_url,
         "time_zone": "Etc/UTC",
         "updated_at": iso(view.updated_at),
     }
 
 
-def _component(config: Config, state: ComponentState, position: int, view: StatusView) -> dict[str, Any]:
+def _component(
+    config: Config, state: ComponentState, position: int, view: StatusView, locale: str = ""
+) -> dict[str, Any]:
     return {
         "id": state.code,
-        "name": config.services[state.code].name.get(config.notifier.default_locale),
+        "name": config.services[state.code].name.get(locale or config.notifier.default_locale),
         "status": state.status,
         "created_at": None,
         "updated_at": iso(state.updated_at or view.updated_at),
@@ -53,8 +57,8 @@ def _component(config: Config, state: ComponentState, position: int, view: Statu
     }
 
 
-def _incident(config: Config, item: PublicIncident, view: StatusView) -> dict[str, Any]:
-    incident, locale = item.incident, config.notifier.default_locale
+def _incident(config: Config, item: PublicIncident, view: StatusView, locale: str = "") -> dict[str, Any]:
+    incident, locale = item.incident, locale or config.notifier.default_locale
     now_status = {c.code: c.status for c in view.components}
     monitoring = [u.created_at for u in item.updates if u.status == "monitoring"]
     components = [
@@ -69,7 +73,7 @@ def _incident(config: Config, item: PublicIncident, view: StatusView) -> dict[st
     ]
     return {
         "id": incident.ref,
-        "name": incident.title,
+        "name": languages.text(incident, "title", locale),
         "status": incident.status,
         "impact": item.impact,
         "created_at": iso(incident.declared_at),
@@ -88,7 +92,7 @@ def _incident(config: Config, item: PublicIncident, view: StatusView) -> dict[st
             {
                 "id": str(update.id),
                 "status": update.status,
-                "body": update.message,
+                "body": languages.text(update, "message", locale),
                 "incident_id": incident.ref,
                 "created_at": iso(update.created_at),
                 "updated_at": iso(update.created_at),
@@ -104,45 +108,57 @@ def _status(view: StatusView) -> dict[str, str]:
     return {"indicator": view.indicator, "description": _DESCRIPTION[view.indicator]}
 
 
+def _view(session: ReadSession, config: Config, now: Any, region: str | None) -> StatusView:
+    """What the page shows, for one region when ``?region=`` names one (as the page does)."""
+    return status.build(session, config, now=now, region=status.check_region(config, region))
+
+
 @router.get("/summary.json")
-def summary(session: ReadSession, config: ConfigDep, now: NowDep) -> dict[str, Any]:
-    """Page, overall status, components and unresolved incidents in one document."""
-    view = status.build(session, config, now=now)
+def summary(session: ReadSession, config: ConfigDep, now: NowDep, locale: LocaleDep, region: Region = None) -> dict[str, Any]:
+    """Page, overall status, components and unresolved incidents in one document (``?locale=``
+    or ``Accept-Language`` picks the language of names and texts; ``?region=`` one region)."""
+    view = _view(session, config, now, region)
     return {
-        "page": _page(config, view),
+        "page": _page(config, view, locale),
         "status": _status(view),
-        "components": [_component(config, c, i, view) for i, c in enumerate(view.components, 1)],
-        "incidents": [_incident(config, item, view) for item in view.open],
+        "components": [_component(config, c, i, view, locale) for i, c in enumerate(view.components, 1)],
+        "incidents": [_incident(config, item, view, locale) for item in view.open],
         "scheduled_maintenances": [],
     }
 
 
 @router.get("/status.json")
-def overall_status(session: ReadSession, config: ConfigDep, now: NowDep) -> dict[str, Any]:
+def overall_status(session: ReadSession, config: ConfigDep, now: NowDep, locale: LocaleDep) -> dict[str, Any]:
     """The overall indicator: none | minor | major | critical."""
     view = status.build(session, config, now=now)
-    return {"page": _page(config, view), "status": _status(view)}
+    return {"page": _page(config, view, locale), "status": _status(view)}
 
 
 @router.get("/components.json")
-def components(session: ReadSession, config: ConfigDep, now: NowDep) -> dict[str, Any]:
+def components(session: ReadSession, config: ConfigDep, now: NowDep, locale: LocaleDep) -> dict[str, Any]:
     """Every service as a Statuspage component with its current status."""
     view = status.build(session, config, now=now)
     return {
-        "page": _page(config, view),
-        "components": [_component(config, c, i, view) for i, c in enumerate(view.components, 1)],
+        "page": _page(config, view, locale),
+        "components": [_component(config, c, i, view, locale) for i, c in enumerate(view.components, 1)],
     }
 
 
 @router.get("/incidents.json")
-def all_incidents(session: ReadSession, config: ConfigDep, now: NowDep) -> dict[str, Any]:
-    """Open incidents and those resolved in the last 30 days, newest first."""
-    view = status.build(session, config, now=now)
-    return {"page": _page(config, view), "incidents": [_incident(config, item, view) for item in view.all]}
+def all_incidents(
+    session: ReadSession, config: ConfigDep, now: NowDep, locale: LocaleDep, region: Region = None
+) -> dict[str, Any]:
+    """Open incidents and those resolved in the last 30 days, newest first (``?region=``: one region's)."""
+    view = _view(session, config, now, region)
+    return {"page": _page(config, view, locale),
+            "incidents": [_incident(config, item, view, locale) for item in view.all]}  # fmt: skip
 
 
 @router.get("/incidents/unresolved.json")
-def unresolved(session: ReadSession, config: ConfigDep, now: NowDep) -> dict[str, Any]:
+def unresolved(
+    session: ReadSession, config: ConfigDep, now: NowDep, locale: LocaleDep, region: Region = None
+) -> dict[str, Any]:
     """Incidents not yet resolved (investigating, identified or monitoring)."""
-    view = status.build(session, config, now=now)
-    return {"page": _page(config, view), "incidents": [_incident(config, item, view) for item in view.open]}
+    view = _view(session, config, now, region)
+    return {"page": _page(config, view, locale),
+            "incidents": [_incident(config, item, view, locale) for item in view.open]}  # fmt: skip

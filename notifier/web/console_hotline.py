@@ -3,6 +3,8 @@ affected and what to say, log the call, promise a callback; the callbacks list, 
 
 Thin routes over ``notifier.hotline`` (lookup, script, log_call, list_callbacks,
 close_callback) with the logged-in user as the one who took the call or closed the callback.
+The screens speak the operator's language; "what to say" to a caller is in the *caller's*
+language; a call logged here is attached to the open incident the caller is affected by.
 Mounted by ``create_app`` only when ``notifier.hotline`` is importable.
 """
 
@@ -18,7 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from notifier import hotline
 from notifier.db import write_session
 from notifier.errors import CallbackNotFound, UsageError
-from notifier.web.console import page, redirect
+from notifier.web.console import page, redirect, words
 from notifier.web.deps import ConfigDep, EngineDep, NowDep, ReadSession, TemplatesDep, UserDep, check_csrf
 
 router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(check_csrf)])
@@ -31,11 +33,12 @@ def hotline_page(
     request: Request, user: UserDep, session: ReadSession, config: ConfigDep, templates: TemplatesDep,
     now: NowDep, q: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:  # fmt: skip
-    """Caller lookup; without a query, what to say about every open incident."""
-    locale = config.notifier.default_locale
+    """Caller lookup (what to say in each caller's own language); without a query, what to say
+    about every open incident, in the operator's."""
     renderer = request.app.state.renderer
-    callers = hotline.lookup(session, config, q, now, locale=locale, renderer=renderer) if q.strip() else []
-    script = [] if q.strip() else hotline.script(session, config, locale=locale, now=now, renderer=renderer)
+    callers = hotline.lookup(session, config, q, now, renderer=renderer) if q.strip() else []
+    script = [] if q.strip() else hotline.script(session, config, locale=user.locale or None, now=now,
+                                                  renderer=renderer)  # fmt: skip
     return page(request, templates, "hotline.html", user=user, q=q, callers=callers, script=script)
 
 
@@ -43,17 +46,21 @@ def hotline_page(
 def log_call(
     request: Request, user: UserDep, engine: EngineDep, config: ConfigDep, now: NowDep,
     subscriber: Text = "", caller_phone: Text = "", note: Text = "", callback_minutes: Annotated[str, Form()] = "",
-    q: Text = "",
+    q: Text = "", incident: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:  # fmt: skip
     minutes = callback_minutes.strip()
     if minutes and (not minutes.isdigit() or not 0 < int(minutes) <= 60 * 24 * 14):
         raise UsageError("a callback is promised in 1 to 20160 minutes")
     with write_session(engine) as session:
-        _, callback = hotline.log_call(
+        call, callback = hotline.log_call(
             session, config, subscriber_key=subscriber or None, caller_phone=caller_phone or None, note=note,
             callback_in=timedelta(minutes=int(minutes)) if minutes else None, by=user.name, now=now,
+            incident_ref=incident.strip() or None,
         )  # fmt: skip
-    flash = "Call logged" + (f"; callback #{callback.id} promised." if callback else ".")
+        about = f"INC-{call.incident_id}" if call.incident_id else ""
+    t = words(user)
+    flash = (t("Call logged about {ref}", ref=about) if about else t("Call logged")) + (
+        t("; callback #{id} promised.", id=callback.id) if callback else ".")  # fmt: skip
     return redirect(request, f"/console/hotline?q={quote(q)}", flash)
 
 
@@ -75,4 +82,4 @@ def close_callback(
         raise CallbackNotFound(callback_id[:30])
     with write_session(engine) as session:
         hotline.close_callback(session, int(callback_id), outcome, by=user.name, now=now)
-    return redirect(request, "/console/callbacks", f"Callback #{callback_id} closed.")
+    return redirect(request, "/console/callbacks", words(user)("Callback #{id} closed.", id=callback_id))

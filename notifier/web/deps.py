@@ -24,6 +24,7 @@ from sqlmodel import Session
 from notifier import users
 from notifier.config import Config
 from notifier.db import read_session
+from notifier.web import text
 from notifier.web.errors import CsrfFailed, LoginRequired
 
 
@@ -35,8 +36,27 @@ def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
+def get_locale(request: Request) -> str:
+    """The language a public page or document answers in: ``?locale=``, else ``Accept-Language``,
+    else ``[notifier].default_locale`` (``text.request_locale``)."""
+    return text.request_locale(
+        request.query_params.get("locale"), request.headers.get("accept-language"),
+        request.app.state.config.notifier.default_locale,
+    )  # fmt: skip
+
+
 def get_templates(request: Request) -> Jinja2Templates:
-    return request.app.state.templates
+    """The pages in the request's language (``get_locale``)."""
+    by_locale = getattr(request.app.state, "templates_by_locale", None)
+    if not by_locale:
+        return request.app.state.templates
+    return by_locale.get(get_locale(request), request.app.state.templates)
+
+
+def templates_for(request: Request, locale: str | None) -> Jinja2Templates:
+    """The pages in ``locale`` (a console user's, a subscriber's); the default ones for None."""
+    by_locale = getattr(request.app.state, "templates_by_locale", None) or {}
+    return by_locale.get(locale or "", request.app.state.templates)
 
 
 def get_now(request: Request) -> datetime:
@@ -48,6 +68,7 @@ def read_db(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Session]
         yield session
 
 
+LocaleDep = Annotated[str, Depends(get_locale)]
 ConfigDep = Annotated[Config, Depends(get_config)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
@@ -59,6 +80,7 @@ ReadSession = Annotated[Session, Depends(read_db)]
 class ConsoleUser:
     id: int
     name: str
+    locale: str = ""  # the console's language for this user ("" = [notifier].default_locale)
 
 
 def current_user(request: Request, engine: EngineDep) -> ConsoleUser:
@@ -72,7 +94,7 @@ def current_user(request: Request, engine: EngineDep) -> ConsoleUser:
     if user is None:
         request.session.clear()
         raise LoginRequired()
-    return ConsoleUser(id=user_id, name=user.name)
+    return ConsoleUser(id=user_id, name=user.name, locale=user.locale or request.app.state.config.notifier.default_locale)
 
 
 UserDep = Annotated[ConsoleUser, Depends(current_user)]

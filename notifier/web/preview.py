@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from notifier import compensation as policy
+from notifier import languages
 from notifier.config import Config
 from notifier.models import Incident, Subscriber
 from notifier.rendering import Rendered, Renderer
@@ -18,10 +19,12 @@ from notifier.samples import sample_subscriber
 
 def apology_preview(
     renderer: Renderer, config: Config, incident: Incident, *, cause: str, measures: str, compensation: str,
-    locale: str, now: datetime,
+    locale: str, now: datetime, texts: dict[str, dict[str, str]] | None = None,
 ) -> tuple[Rendered, Subscriber]:  # fmt: skip
-    """The rendered apology and the sample subscriber it was rendered for; saves nothing."""
+    """The rendered apology and the sample subscriber it was rendered for; saves nothing.
+    ``texts``: the title, cause and measures typed in other languages."""
     draft = Incident(**incident.model_dump())
+    draft.translations = languages.merged(incident.translations, texts or {})
     draft.status = "resolved"
     draft.resolved_at = incident.resolved_at or now
     draft.cause = cause.strip() or incident.cause

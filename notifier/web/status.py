@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from notifier import incidents
 from notifier.config import Config
+from notifier.errors import UsageError
 from notifier.models import Incident, Update
 
 HISTORY = timedelta(days=30)
@@ -93,6 +94,14 @@ def build(
         components.append(ComponentState(code, status, updated))
     updated_at = max((p.incident.updated_at for p in chosen), default=now)
     return StatusView(open_, resolved, components, updated_at, region, chosen)
+
+
+def check_region(config: Config, region: str | None) -> str | None:
+    """``?region=`` as given (None when empty); an unknown code is a UsageError (400)."""
+    code = (region or "").strip() or None
+    if code is not None and code not in config.regions:
+        raise UsageError("There is no region with that code.")
+    return code
 
 
 def iso(at: datetime | None) -> str | None:

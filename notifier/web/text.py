@@ -1,16 +1,23 @@
 """Words on the web pages in the configured language, and how times are shown to people.
 
-Owns the Russian wording of the pages (English is the key itself), the labels of the
-Statuspage vocabularies, and local times with their zone. Templates reach these through
-the Jinja globals ``t``, ``label`` and ``local`` that ``notifier.web`` installs.
+Owns the Russian wording of the pages and of the support console (English is the key
+itself; the console's table is ``console_words``), the labels of the Statuspage
+vocabularies, local times with their zone, and which language a request is answered in
+(:func:`request_locale`: ``?locale=``, else ``Accept-Language``, else the default). Templates
+reach these through the Jinja globals ``t``, ``label``, ``local`` and ``tr`` (an incident's or
+update's text in the page's language) that ``notifier.web`` installs.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from notifier.config import Config
+from notifier.config import LOCALES, Config
+from notifier.errors import UsageError
+from notifier.web.console_words import CONSOLE_RU
 from notifier.wording import format_duration, moment, zone_label
 
 RU: dict[str, str] = {
@@ -109,9 +116,43 @@ RU: dict[str, str] = {
 }
 
 
-def translator(locale: str) -> Callable[[str], str]:
+RU.update(CONSOLE_RU)
+_LANGUAGE_RANGE = re.compile(r"\s*([A-Za-z]{1,8})(?:-[A-Za-z0-9]{1,8})*\s*(?:;\s*q\s*=\s*([0-9.]{1,5}))?\s*")
+
+
+def translator(locale: str) -> Callable[..., str]:
+    """``t("Declared {ref}", ref=…)``: the page's words in ``locale``, then ``str.format``ed."""
     table = RU if locale == "ru" else {}
-    return lambda text: table.get(text, text)
+
+    def t(text: str, **values: Any) -> str:
+        words = table.get(text, text)
+        return words.format(**values) if values else words
+
+    return t
+
+
+def request_locale(query: str | None, accept_language: str | None, default: str) -> str:
+    """The language to answer in: ``?locale=`` (refused if not one we speak), else the first
+    of ``Accept-Language`` we speak (by its q-values), else ``default``."""
+    if query:
+        code = query.strip().lower()
+        if code not in LOCALES:
+            raise UsageError(f"locale must be one of {', '.join(LOCALES)}")
+        return code
+    ranked = []
+    for position, part in enumerate((accept_language or "")[:1000].split(",")[:30]):
+        match = _LANGUAGE_RANGE.fullmatch(part)
+        if not match:
+            continue
+        try:
+            weight = float(match.group(2)) if match.group(2) else 1.0
+        except ValueError:
+            continue
+        ranked.append((-weight, position, match.group(1).lower()))
+    for weight, _, code in sorted(ranked):
+        if weight < 0 and code in LOCALES:
+            return code
+    return default
 
 
 def local_time(config: Config, locale: str) -> Callable[..., str]:
@@ -125,6 +166,21 @@ def local_time(config: Config, locale: str) -> Callable[..., str]:
         return moment(at, area.zone, zone_label(area.timezone, locale), locale)["text"]
 
     return local
+
+
+def operator_time(locale: str, zone: Any) -> Callable[[datetime | None], str]:
+    """``operator_time(at)``: a moment in the operator's zone with its offset (``UTC+05:00``),
+    for times that belong to no region (an unknown caller's callback)."""
+
+    def at_operator(at: datetime | None) -> str:
+        if at is None:
+            return ""
+        local = at.astimezone(zone)
+        offset = local.strftime("%z")
+        parts = moment(at, zone, f"UTC{offset[:3]}:{offset[3:]}" if offset else "UTC", locale)
+        return parts["text"]
+
+    return at_operator
 
 
 def duration(locale: str) -> Callable[[datetime, datetime], str]:

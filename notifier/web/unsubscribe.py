@@ -4,7 +4,8 @@
 at once: no cookie, no login, no CSRF token (the signed token is the proof), and a second
 POST changes nothing. ``GET`` only shows a page whose button POSTs the same form, because
 mail scanners fetch every link in a letter. A forged, cut or mangled token gets a 4xx page
-and changes nothing. The pages never show who the token belongs to.
+and changes nothing. The pages never show who the token belongs to; they are in the
+subscriber's language (a forged token's page: in the request's, ``deps.get_templates``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from notifier import subscribers
-from notifier.db import write_session
+from notifier.db import read_session, write_session
 from notifier.errors import SubscriberNotFound, UsageError
+from notifier.models import Subscriber
 from notifier.tokens import verify_token
-from notifier.web.deps import EngineDep, TemplatesDep
+from notifier.web.deps import EngineDep, TemplatesDep, templates_for
 
 router = APIRouter(include_in_schema=False)
 
@@ -32,11 +34,20 @@ def _invalid(request: Request, templates: TemplatesDep, status_code: int = 400) 
     )
 
 
+def _reader_templates(request: Request, engine: EngineDep, subscriber_id: int) -> TemplatesDep:
+    """The pages in the subscriber's own language (the letter they clicked was in it)."""
+    with read_session(engine) as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+    return templates_for(request, subscriber.locale if subscriber is not None else None)
+
+
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
-def confirm(request: Request, token: str, templates: TemplatesDep) -> Response:
+def confirm(request: Request, token: str, templates: TemplatesDep, engine: EngineDep) -> Response:
     """A confirmation page with a button; changes nothing."""
-    if _subscriber_id(request, token) is None:
+    subscriber_id = _subscriber_id(request, token)
+    if subscriber_id is None:
         return _invalid(request, templates)
+    templates = _reader_templates(request, engine, subscriber_id)
     return templates.TemplateResponse(request, "unsubscribe.html", {"state": "confirm", "token": token})
 
 
@@ -53,6 +64,7 @@ async def one_click(request: Request, token: str, engine: EngineDep, templates: 
         await _unsubscribe(engine, subscriber_id)
     except SubscriberNotFound:
         return _invalid(request, templates, status_code=404)
+    templates = await run_in_threadpool(_reader_templates, request, engine, subscriber_id)
     return templates.TemplateResponse(request, "unsubscribe.html", {"state": "done"})
 
 

@@ -1,4 +1,5 @@
 // The declare form's live count of the affected (served from /static/: no inline scripts, see the CSP).
+// Its words come from the page (data-words, data-none), in the console user's language.
 (function () {
   var form = document.getElementById("declare"), out = document.getElementById("affected");
   function refresh() {
@@ -6,10 +7,12 @@
     form.querySelectorAll("input[type=checkbox]:checked").forEach(function (box) {
       q.append(box.name === "regions" ? "region" : "service", box.value);
     });
-    if (!q.has("region")) { out.textContent = "Affected subscribers: pick a region."; return; }
+    if (!q.has("region")) { out.textContent = out.dataset.none; return; }
     fetch("/console/affected?" + q.toString(), {credentials: "same-origin"})
       .then(function (r) { return r.json(); })
-      .then(function (d) { out.textContent = "Affected subscribers: " + d.affected + " of " + d.active + " active."; });
+      .then(function (d) {
+        out.textContent = out.dataset.words.replace("{affected}", d.affected).replace("{active}", d.active);
+      });
   }
   form.addEventListener("change", refresh);
 })();
