@@ -1,7 +1,8 @@
 """The daemon behind `notifier serve`: an APScheduler AsyncIOScheduler that only ticks.
 
 Owns which periodic job calls what (deliver due messages; housekeeping: take back the
-messages of senders that stopped, stale-incident reminders, callback escalations), the
+messages of senders that stopped, stale-incident reminders, callback escalations, notes
+about planned work that overran), the
 daemon's sender heartbeat, the single-daemon guard on SQLite, and a graceful stop. All
 business state is in the database: a tick looks at what is due *now*, so a restart loses
 nothing and whatever came due while the daemon was down goes out on the first tick. A
@@ -26,7 +27,7 @@ from prometheus_client import start_http_server
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from notifier import hotline
+from notifier import hotline, maintenance
 from notifier.bounces.intake import run_intake
 from notifier.config import Config
 from notifier.db import is_sqlite, write_session
@@ -155,6 +156,7 @@ class Daemon:
                     return done
             done["reminders"] = hotline.queue_stale_reminders(session, self.config, now)
             done["escalations"] = hotline.queue_escalations(session, self.config, now)
+            done["maintenance overrun notes"] = maintenance.queue_overrun_reminders(session, self.config, now)
         taken = claims.take_back_now(self.engine, self.config.mailing.heartbeat_timeout)
         done["taken back"] = taken.total
         if taken.total:

@@ -385,3 +385,28 @@ def test_a_template_bomb_that_only_some_data_sets_off_pauses_and_serve_keeps_ans
             proc.kill()
     text = log.read_text(errors="replace")
     assert "email/status/ru/body.txt:1" in text and "loop" in text and "Traceback" not in text
+
+
+def test_housekeeping_reminds_oncall_of_planned_work_that_overran(engine, config, tmp_path) -> None:
+    """A maintenance past its end (plus [maintenance].overrun_margin) and not completed: serve's
+    housekeeping queues one note to on-call, and only one however often it runs."""
+    from datetime import timedelta
+
+    from sqlmodel import select
+
+    from notifier import maintenance
+    from notifier.db import read_session, write_session
+    from notifier.models import Message, utcnow
+    from notifier.scheduler import Daemon as RealDaemon
+
+    now = utcnow()
+    with write_session(engine) as session:
+        maintenance.schedule(session, config, title="Обновление сервера БД", regions=["66"],
+                             starts_at=now - timedelta(hours=3), ends_at=now - timedelta(hours=2),
+                             now=now - timedelta(days=2))  # fmt: skip
+    daemon = RealDaemon(engine, config)
+    assert daemon.housekeeping()["maintenance overrun notes"] == 1
+    assert daemon.housekeeping()["maintenance overrun notes"] == 0
+    with read_session(engine) as session:
+        notes = [m for m in session.exec(select(Message)) if m.recipient == config.notifier.oncall_email]
+    assert len(notes) == 1
