@@ -20,7 +20,7 @@ from notifier.cli.common import console, err_console, state
 from notifier.config import LOCALES, Config
 from notifier.db import read_session
 from notifier.errors import UsageError
-from notifier.models import Subscriber, Update
+from notifier.models import AudienceMember, Subscriber, Update
 from notifier.rendering import KINDS, SMS_KINDS, Renderer
 from notifier.samples import sample_subscriber
 
@@ -97,6 +97,12 @@ def preview(
         update = _latest_status_update(session, incident.id) if kind == "status" else None  # type: ignore[arg-type]
         if subscriber_key:
             subscriber = subscribers.get_one(session, config, subscriber_key)
+            if kind != "hotline" and session.get(AudienceMember, (incident.id, subscriber.id)) is None:
+                who = subscriber.external_id or subscriber.email or subscriber.phone
+                raise UsageError(
+                    f"{who} is not in {incident.ref}'s audience (not affected): they get no {kind} message; "
+                    f"drop --subscriber to preview a sample letter"
+                )
         else:
             subscriber = sample_subscriber(
                 config, region=incident.regions[0], locale=locale or config.notifier.default_locale,

@@ -186,7 +186,8 @@ def close_callback(
 
 
 def queue_escalations(session: Session, config: Config, now: datetime | None = None) -> int:
-    """Queue the escalations owed by open overdue callbacks; returns how many messages were new."""
+    """Queue the escalations owed by open overdue callbacks; returns how many callbacks were
+    escalated (each one message per target: support, a second level's own addresses, webhooks)."""
     now = now or utcnow()
     thresholds = {1: config.hotline.callback_escalate_after, 2: config.hotline.callback_escalate_again}
     earliest = min(thresholds.values())
@@ -210,7 +211,7 @@ def queue_escalations(session: Session, config: Config, now: datetime | None = N
             callback.escalations = max(callback.escalations, owed[callback.id])
             session.add(callback)
     session.flush()
-    return queued
+    return len(owed) if queued else 0
 
 
 def _escalation_rows(
@@ -218,14 +219,12 @@ def _escalation_rows(
 ) -> list[dict[str, Any]]:
     common = {"kind": "escalation", "incident_id": incident_id, "callback_id": callback_id, "now": now}
     key = escalation_key(callback_id, level)
+    # The second level may go to its own people (a duty manager): [hotline].escalate_again_to.
+    addresses = (config.hotline.escalate_again_to if level > 1 else []) or [config.notifier.support_email]
     rows = [
-        message_row(
-            channel="email",
-            recipient=config.notifier.support_email,
-            dedupe_key=f"{key}:email",
-            locale=config.notifier.default_locale,
-            **common,
-        )  # fmt: skip
+        message_row(channel="email", recipient=address, dedupe_key=f"{key}:email" + (f":{n}" if n else ""),
+                    locale=config.notifier.default_locale, **common)  # fmt: skip
+        for n, address in enumerate(addresses)
     ]
     for index, target in enumerate(config.hotline.targets):
         if target.webhook:

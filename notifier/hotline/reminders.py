@@ -2,8 +2,9 @@
 
 Owns deciding which open incidents have gone without a public status update (declared or
 update) for ``[hotline].stale_after`` and queueing one reminder per silence to
-``[notifier].oncall_email``. A new public update re-arms it; the de-duplication key
-(``reminder:INCIDENT:LAST_UPDATE``) keeps it to one however often this runs.
+``[notifier].oncall_email``, and another every ``stale_after`` while the silence lasts. A new
+public update re-arms it; the de-duplication key (``reminder:INCIDENT:LAST_UPDATE``, then
+``…:N`` for the N-th period of the same silence) keeps it to one per period however often this runs.
 """
 
 from __future__ import annotations
@@ -37,12 +38,16 @@ def queue_stale_reminders(session: Session, config: Config, now: datetime | None
         .where(Incident.status != "resolved", Update.created_at <= now - config.hotline.stale_after)
     ).all()
     queued = 0
+    step = config.hotline.stale_after
     for incident, latest in rows:
-        if incident.reminded_at is not None and incident.reminded_at >= latest.created_at:
-            continue  # already reminded during this silence
+        periods = max(1, int((now - latest.created_at) / step)) if step.total_seconds() > 0 else 1
+        due = latest.created_at + periods * step
+        if incident.reminded_at is not None and incident.reminded_at >= max(latest.created_at, due):
+            continue  # already reminded in this period of the silence
+        key = f"reminder:{incident.id}:{latest.id}" + (f":{periods}" if periods > 1 else "")
         queued += insert_rows(session, [message_row(
             kind="reminder", channel="email", recipient=config.notifier.oncall_email,
-            dedupe_key=f"reminder:{incident.id}:{latest.id}", locale=config.notifier.default_locale, now=now,
+            dedupe_key=key, locale=config.notifier.default_locale, now=now,
             incident_id=incident.id, update_id=latest.id,
         )])  # fmt: skip
         incident.reminded_at = now
