@@ -70,14 +70,15 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
-def _login(page: Any, site: str, engine: Any, name: str = "Ivanova") -> None:
+def _login(page: Any, site: str, engine: Any, name: str = "Ivanova", locale: str | None = "en") -> None:
+    """Log in as a new console user who reads the console in ``locale`` (these tests: English)."""
     with write_session(engine) as session:
-        token = users.add(session, name)[1]
+        token = users.add(session, name, locale=locale)[1]
     page.goto(site + "/console")
     assert page.url.endswith("/console/login")
     page.fill("#name", name)
     page.fill("#token", token)
-    page.click("button:has-text('Log in')")
+    page.click("form[action='/console/login'] button[type=submit]")
     page.wait_for_url(site + "/console")
 
 

@@ -177,15 +177,15 @@ def login(
 
 @router.post("/language")
 def choose_language(
-    request: Request, user: UserDep, engine: EngineDep, locale: Annotated[str, Form(max_length=10)] = ""
+    request: Request, user: UserDep, engine: EngineDep, locale: Annotated[str, Form(max_length=10)] = "",
+    back: Annotated[str, Form(max_length=300)] = "",
 ) -> Response:
     """The console's language for this user from now on (every page, every session)."""
     if locale not in LOCALES:
         raise UsageError(f"locale must be one of {', '.join(LOCALES)}")
     with write_session(engine) as session:
         users.set_locale(session, user.id, locale)
-    back = request.headers.get("referer", "")
-    target = back if back.startswith(str(request.base_url).rstrip("/") + "/console") else "/console"
+    target = back if back.startswith("/console") and "//" not in back and "\\" not in back else "/console"
     return redirect(request, target, text.translator(locale)("The console now speaks English."))
 
 

@@ -21,7 +21,7 @@ from notifier import subscriptions
 from notifier.db import read_session, write_session
 from notifier.errors import NotFoundError, UsageError
 from notifier.models import Subscriber
-from notifier.web.deps import ConfigDep, EngineDep, NowDep, TemplatesDep
+from notifier.web.deps import ConfigDep, EngineDep, NowDep, TemplatesDep, templates_for
 
 router = APIRouter(include_in_schema=False)
 
@@ -107,6 +107,7 @@ def _preferences(request: Request, templates: TemplatesDep, token: str, found: t
         return templates.TemplateResponse(request, "preferences.html", {"state": "invalid"}, status_code=404)
     subscriber, shared = found
     context: dict[str, Any] = {"state": state, "token": token, "s": subscriber, "shared": shared}
+    templates = templates_for(request, subscriber.locale)  # the subscriber's own language
     return templates.TemplateResponse(request, "preferences.html", context, status_code=status_code)
 
 
