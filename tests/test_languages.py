@@ -242,3 +242,24 @@ def test_the_unsubscribe_page_speaks_the_subscribers_language(config, engine, ma
                            data={"List-Unsubscribe": "One-Click"}).text  # fmt: skip
         assert "You are unsubscribed" in done
         assert "Отписаться от уведомлений?" in client.get(f"/unsubscribe/{make_token(SECRET.encode(), russian.id)}").text
+
+
+def test_an_english_hotline_target_hears_the_english_announcement(cli, engine, make_subscriber, tmp_path, database_url) -> None:
+    from tests.conftest import write_config
+
+    (tmp_path / "hl").mkdir()
+    path = write_config(tmp_path / "hl", database_url, hotline={"targets": [
+        {"email": "callcentre@sfera-reporting.example", "locale": "ru"},
+        {"email": "uk-desk@sfera-reporting.example", "locale": "en"},
+    ]})  # fmt: skip
+    make_subscriber(region="66", locale="en")
+    cli("incident", "declare", "--title", TITLE[0], "--title-en", TITLE[1], "--region", "66",
+        "--message", MESSAGE[0], "--message-en", MESSAGE[1], config=path)  # fmt: skip
+    english = cli("preview", "INC-1", "--kind", "hotline", "--locale", "en", config=path).stdout
+    assert TITLE[1] in english and MESSAGE[1] in english and not CYRILLIC_WORD.search(english)
+    script = cli("hotline", "script", "--locale", "en", "--json", config=path).json()["incidents"][0]
+    assert script["title"] == TITLE[1] and MESSAGE[1] in script["text"]
+    assert TITLE[0] in cli("hotline", "script", config=path).stdout
+    with read_session(engine) as session:
+        rows = session.exec(select(Message).where(Message.kind == "hotline")).all()
+    assert sorted(m.locale for m in rows) == ["en", "ru"]

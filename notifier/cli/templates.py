@@ -94,7 +94,7 @@ def preview(
     config = st.config
     with read_session(st.engine()) as session:
         incident = incidents.get(session, incident_id)
-        update = _latest_status_update(session, incident.id) if kind == "status" else None  # type: ignore[arg-type]
+        update = _latest_status_update(session, incident.id) if kind in ("status", "hotline") else None  # type: ignore[arg-type]
         if subscriber_key:
             subscriber = subscribers.get_one(session, config, subscriber_key)
             if kind != "hotline" and session.get(AudienceMember, (incident.id, subscriber.id)) is None:
