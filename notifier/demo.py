@@ -62,6 +62,18 @@ CASE_CAUSE = (
     "Отказал дисковый массив основного сервера баз данных, а автоматическое переключение "
     "на резервный сервер не сработало из-за ошибки в его настройке."
 )
+# The same in English, for the readers whose language is English (a letter is wholly in its
+# reader's language: without these their apologies would wait for the texts).
+CASE_EN = {
+    "title": "Reports to the tax service are not going out",
+    "message": "Reports to the tax service from Sverdlovsk and Novosibirsk oblasts are not going out. We are on it.",
+    "update": "Cause found: a database server failed. We are switching to the standby.",
+    "cause": "The disk array of the main database server failed, and the automatic switch to the standby "
+             "server did not work because of a mistake in its settings.",
+    "measures": "We moved the database to the standby server and recovered every report sent during the "
+                "outage: they have reached the tax service. We fixed the switch-over settings and added a "
+                "daily check of the standby server.",
+}  # fmt: skip
 CASE_MEASURES = (
     "Перевели базу на резервный сервер и восстановили все отчёты, отправленные во время "
     "сбоя: они ушли в ФНС. Исправили настройку автоматического переключения и добавили "
@@ -240,6 +252,7 @@ def _case(
         declared = incidents.declare(
             session, config, title=CASE_TITLE, regions=["66", "54"], services=["tax-reporting"], severity="major",
             started_at=started, by="дежурный инженер", message=CASE_MESSAGE, now=started + timedelta(minutes=12),
+            texts={"en": {"title": CASE_EN["title"], "message": CASE_EN["message"]}},
         )  # fmt: skip
         active = incidents.active_subscribers(session)
     ref = declared.incident.ref
@@ -249,13 +262,15 @@ def _case(
         incidents.post_update(
             session, config, ref, status="identified", by="дежурный инженер", now=started + timedelta(minutes=40),
             message="Причина найдена: отказал сервер баз данных. Переключаем на резервный.",
+            texts={"en": {"message": CASE_EN["update"]}},
         )  # fmt: skip
     sent = asyncio.run(send_due(engine, config))
     say(f"Status notices: {_sent(sent, 'status')} sent by e-mail and SMS (only the newest notice per subscriber "
         f"goes out); hotline announcements: {_sent(sent, 'hotline')} sent to the call centre.")  # fmt: skip
     with write_session(engine) as session:
         resolved = incidents.resolve(session, config, ref, by="дежурный инженер", resolved_at=now,
-                                     cause=CASE_CAUSE, measures=CASE_MEASURES)  # fmt: skip
+                                     cause=CASE_CAUSE, measures=CASE_MEASURES,
+                                     texts={"en": {"cause": CASE_EN["cause"], "measures": CASE_EN["measures"]}})  # fmt: skip
     say(f"Resolved {ref} after 5 h 7 min; {(resolved.queued or {}).get('apology', 0)} apologies queued "
         f"(e-mail and SMS); compensation by policy: {resolved.incident.compensation_days} days.")  # fmt: skip
     apologies = asyncio.run(send_due(engine, config))

@@ -79,10 +79,12 @@ def test_phone_only_subscribers_get_status_and_apology_sms_in_their_language_and
         start, end = _outage()
         with write_session(engine) as session:
             ref = incidents.declare(session, cfg, title="Не отправляются отчёты в ФНС", regions=["66", "54"],
-                                    services=["tax-reporting"], started_at=start, now=start + timedelta(minutes=12)).incident.id  # fmt: skip
+                                    services=["tax-reporting"], started_at=start, now=start + timedelta(minutes=12),
+                                    texts={"en": {"title": "Tax reports are not going out"}}).incident.id  # fmt: skip
         asyncio.run(send_due(engine, cfg))
         with write_session(engine) as session:
-            incidents.resolve(session, cfg, ref, cause="Отказал диск", measures="Заменили диск", resolved_at=end)
+            incidents.resolve(session, cfg, ref, cause="Отказал диск", measures="Заменили диск", resolved_at=end,
+                              texts={"en": {"cause": "A disk failed", "measures": "We replaced it"}})  # fmt: skip
         asyncio.run(send_due(engine, cfg))
 
         got = kannel.wait_for(4)
@@ -93,7 +95,8 @@ def test_phone_only_subscribers_get_status_and_apology_sms_in_their_language_and
         assert f"сбой {day_ru}" in apology_ru and "с 10:46 до 15:53 по времени Екатеринбурга" in apology_ru
         assert "Просим прощения" in apology_ru
         status_en, apology_en = kannel.to(john.phone)
-        assert "Sfera Reporting: outage" in status_en and "since 12:46 Novosibirsk time" in status_en
+        assert "Sfera Reporting: outage. Tax reports are not going out" in status_en
+        assert "since 12:46 Novosibirsk time" in status_en and "Не" not in status_en  # wholly in English
         assert "12:46 to 17:53 Novosibirsk time" in apology_en and "We are sorry" in apology_en
         assert email_only_by_choice.phone not in {sms.receiver for sms in got}
         assert recipients(smtp_server)[both.email] == 2  # status notice and apology by e-mail
