@@ -147,3 +147,19 @@ def test_parse_back_of_the_composed_announcement(config: Any, planned: dict[str,
     (ics,) = list(parsed.iter_attachments())
     assert ics.get_filename() == f"maintenance-{planned['upcoming'].id}.ics"
     assert icalendar.Calendar.from_ical(ics.get_content()).walk("VEVENT")[0].decoded("dtstart") == NOW + timedelta(days=3)
+
+
+def test_the_summary_lists_upcoming_and_in_progress_maintenance(
+    web: httpx.Client, planned: dict[str, Maintenance], engine: Any, config: Any
+) -> None:
+    """Statuspage's summary.json carries the scheduled maintenances too (not an empty list)."""
+    summary = web.get("/api/v2/summary.json").json()
+    names = {m["name"] for m in summary["scheduled_maintenances"]}
+    assert {"Обновление сервера БД", "Замена дисков"} <= names
+    assert all(set(m) >= MAINTENANCE_KEYS for m in summary["scheduled_maintenances"])
+    assert all(m["status"] in {"scheduled", "in_progress"} for m in summary["scheduled_maintenances"])
+
+
+def test_preference_and_confirmation_pages_are_never_cached(web: httpx.Client) -> None:
+    for path in ("/preferences/1.bogus", "/subscribe/confirm/bogus"):
+        assert web.get(path).headers.get("Cache-Control") == "no-store", path

@@ -85,7 +85,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        private = scope["path"].startswith(("/console", "/unsubscribe"))
+        private = scope["path"].startswith(("/console", "/unsubscribe", "/preferences", "/subscribe/confirm", "/letters"))
 
         async def send_with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -94,6 +94,7 @@ class SecurityHeaders:
                 headers.setdefault("Referrer-Policy", "no-referrer")  # unsubscribe tokens live in URLs
                 headers.setdefault("X-Frame-Options", "DENY")
                 headers.setdefault("Content-Security-Policy", _CSP)
+                headers.add_vary_header("Accept-Language")  # pages and documents answer in the asked language
                 if private:
                     headers["Cache-Control"] = "no-store"
             await send(message)

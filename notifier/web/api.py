@@ -16,13 +16,12 @@ from fastapi import APIRouter, Query
 
 from notifier import languages
 from notifier.config import Config
-from notifier.web import status
+from notifier.web import maintenance, status
 from notifier.web.deps import ConfigDep, LocaleDep, NowDep, ReadSession
-from notifier.web.status import ComponentState, PublicIncident, StatusView, iso
+from notifier.web.status import PAGE_ID, ComponentState, PublicIncident, StatusView, iso
 
 router = APIRouter(prefix="/api/v2", tags=["status"])
 Region = Annotated[str | None, Query(max_length=64, description="only incidents of this region code")]
-PAGE_ID = "notifier"
 _DESCRIPTION = {"none": "All Systems Operational", "minor": "Minor Service Outage",
                 "major": "Partial System Outage", "critical": "Major System Outage"}  # fmt: skip
 
@@ -123,7 +122,10 @@ def summary(session: ReadSession, config: ConfigDep, now: NowDep, locale: Locale
         "status": _status(view),
         "components": [_component(config, c, i, view, locale) for i, c in enumerate(view.components, 1)],
         "incidents": [_incident(config, item, view, locale) for item in view.open],
-        "scheduled_maintenances": [],
+        "scheduled_maintenances": [
+            maintenance.scheduled_maintenance(config, entry)
+            for entry in maintenance.public_view(session, now, status.check_region(config, region))
+        ],
     }
 
 

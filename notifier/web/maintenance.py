@@ -26,9 +26,8 @@ from notifier.config import Config
 from notifier.errors import MaintenanceNotFound, UsageError
 from notifier.maintenance import calendar
 from notifier.models import Maintenance
-from notifier.web.api import PAGE_ID
 from notifier.web.deps import ConfigDep, NowDep, ReadSession
-from notifier.web.status import iso
+from notifier.web.status import PAGE_ID, iso
 from notifier.wording import zone_label
 
 router = APIRouter(tags=["status"])

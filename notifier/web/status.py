@@ -19,6 +19,7 @@ from notifier.config import Config
 from notifier.errors import UsageError
 from notifier.models import Incident, Update
 
+PAGE_ID = "notifier"  # the page's id in the Statuspage-shaped documents (api, maintenance)
 HISTORY = timedelta(days=30)
 PUBLIC_KINDS = ("declared", "update", "resolved")
 # Our severity -> Statuspage impact; and the component status an open incident causes.
