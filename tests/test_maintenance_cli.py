@@ -70,3 +70,23 @@ def test_self_subscribed_are_marked_and_stats_count_gained_and_lost(cli: Any, en
     weeks = cli("subscribers", "stats", "--weeks", "2", "--json").json()["weeks"]
     assert len(weeks) == 2 and weeks[-1]["gained"] == 2 and weeks[-1]["lost"] == 1
     assert cli("subscribers", "stats", "--weeks", "0").exit_code == 2
+
+
+def test_a_one_click_unsubscribe_counts_as_lost_in_the_stats(cli: Any, engine: Any, config: Any,
+                                                             make_subscriber: Any) -> None:  # fmt: skip
+    """The RFC 8058 one-click button of a letter is a way out too: `subscribers stats` counts it."""
+    import httpx
+
+    from notifier import tokens
+    from notifier.web import create_app
+    from tests.web_server import running
+
+    leaving = make_subscriber(region="66")
+    before = cli("subscribers", "stats", "--weeks", "1", "--json").json()["weeks"][-1]["lost"]
+    token = tokens.make_token(config.secret(), leaving.id)
+    with running(create_app(config, engine)) as url:
+        for _ in range(2):  # pressed twice: left once
+            answer = httpx.post(f"{url}/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}, trust_env=False)
+            assert answer.status_code == 200
+    after = cli("subscribers", "stats", "--weeks", "1", "--json").json()["weeks"][-1]["lost"]
+    assert after - before == 1

@@ -14,10 +14,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from notifier import subscribers
+from notifier import subscribers, subscriptions
 from notifier.db import read_session, write_session
 from notifier.errors import SubscriberNotFound, UsageError
-from notifier.models import Subscriber
+from notifier.models import Subscriber, utcnow
 from notifier.tokens import verify_token
 from notifier.web.deps import EngineDep, TemplatesDep, templates_for
 
@@ -71,6 +71,10 @@ async def one_click(request: Request, token: str, engine: EngineDep, templates: 
 async def _unsubscribe(engine: EngineDep, subscriber_id: int) -> None:
     def work() -> None:
         with write_session(engine) as session:
+            was = session.get(Subscriber, subscriber_id)
+            active = was is not None and was.status == "active"
             subscribers.unsubscribe(session, subscriber_id)
+            if active:  # `subscribers stats` counts who left, and how
+                subscriptions.record_event(session, subscriber_id, "unsubscribed", utcnow(), source="one-click")
 
     await run_in_threadpool(work)
