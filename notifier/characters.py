@@ -86,6 +86,26 @@ def suspicious(value: str) -> bool:
     return not (value.isascii() and value.isprintable()) and _UNSHOWABLE_RE.search(value) is not None
 
 
+# The printable characters (str.isprintable) that the rules above refuse or strip are all at or
+# above this one but U+034F (the combining grapheme joiner); tests/test_subscribers.py
+# checks it against the whole Unicode range of this Python.
+_FIRST_PRINTABLE_HIDDEN_ABOVE_034F = "\u115f"
+
+
+def plain(value: str) -> bool:
+    """True when ``value`` is printable (``str.isprintable``: no control, format, separator,
+    surrogate or unassigned character) and holds nothing ``suspicious`` would flag: then no rule
+    here has anything to say about it. Three C-speed string checks for the usual row (letters,
+    digits, punctuation of any script below U+115F); the regex only for the rest."""
+    if not value.isprintable():
+        return False
+    if value.isascii():
+        return True
+    if max(value) < _FIRST_PRINTABLE_HIDDEN_ABOVE_034F:
+        return "\u034f" not in value
+    return _UNSHOWABLE_RE.search(value) is None
+
+
 def strip_invisible(value: str) -> str:
     """``value`` without zero-width and other invisible format characters (direction ones stay:
     ``problem`` refuses those)."""

@@ -6,7 +6,11 @@ One module per concern; this package root only re-exports the public names:
   locale, no control or direction characters), ``normalise_email``, ``normalise_phone`` and
   ``RowError``;
 * ``importing``: ``import_csv`` for a CSV of any size in bounded memory (worker processes
-  validate, one write transaction per batch, a set-based upsert) and its ``ImportReport``;
+  read and validate ranges of the file, one write transaction per batch) and its ``ImportReport``;
+* ``writing``: one validated ``Batch`` upserted by each database's fastest path (``executemany``
+  on SQLite, ``COPY`` on PostgreSQL);
+* ``phones``: phone numbers to E.164, as ``phonenumbers`` reads them, with a cheaper path for
+  the formats people type;
 * ``csv_files``: reading the file a line at a time, so that broken quoting costs only its own
   row, and writing the errors file with formula-looking cells neutralised;
 * ``duplicates``: e-mails given to several account numbers in one file, found on disk;
@@ -28,7 +32,6 @@ from notifier.subscribers.importing import (
     ImportReport,
     Rejection,
     import_csv,
-    upsert_batch,
     validate_rows,
 )
 from notifier.subscribers.lookup import (
@@ -45,10 +48,12 @@ from notifier.subscribers.validation import (
     MAX_FIELD,
     MAX_NAME,
     RowError,
+    RowRules,
     clean,
     normalise_email,
     normalise_phone,
 )
+from notifier.subscribers.writing import Batch, write_batch
 
 __all__ = [
     "COLUMNS",
@@ -58,9 +63,11 @@ __all__ = [
     "MAX_NAME",
     "PARALLEL_FROM_BYTES",
     "AmbiguousSubscriber",
+    "Batch",
     "ImportReport",
     "Rejection",
     "RowError",
+    "RowRules",
     "SharedMailbox",
     "add_subscriber",
     "clean",
@@ -73,6 +80,6 @@ __all__ = [
     "normalise_phone",
     "spreadsheet_safe",
     "unsubscribe",
-    "upsert_batch",
     "validate_rows",
+    "write_batch",
 ]

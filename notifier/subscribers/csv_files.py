@@ -11,6 +11,14 @@ opening line is reported and every following line is read again on its own: an u
 quote cannot swallow the rest of the file, nor any line that is a whole row by itself. Blank
 lines are skipped (they still count in the line numbers).
 
+Splitting (``ranges``): for worker processes, the file is cut into byte ranges that each start
+at a line that is a whole row on its own (the header's number of fields, valid CSV, not too
+long). Reading a range by itself then gives exactly the records that reading the whole file
+gives there: a quoted field that spans lines never crosses such a line (see above), so no
+record does. Line numbers are counted as the reader counts them (``\n``, ``\r\n`` and a lone
+``\r`` each end a line). A file without such lines for a long stretch is left to be read in one
+process from there on.
+
 Writing (``ErrorsWriter``): the rejected rows with their line and reason, every cell that a
 spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR first) prefixed with
 ``'`` as OWASP recommends; the database keeps what the file said.
@@ -66,9 +74,9 @@ class _Lines:
     """(line number, text with its line end, too long?) for each physical line; lines can be
     pushed back to be read again."""
 
-    def __init__(self, text: IO[str]) -> None:
+    def __init__(self, text: IO[str], first_line: int = 1) -> None:
         self._readline = text.readline
-        self._number = 0
+        self._number = first_line - 1
         self._back: deque[tuple[int, str, bool]] = deque()
 
     def __iter__(self) -> Iterator[tuple[int, str, bool]]:
@@ -93,29 +101,41 @@ class _Lines:
 
 
 class CsvSource:
-    """Opens a path (or takes an open text file); ``header()``, then ``records(width)``."""
+    """Opens a path (or takes an open text file); ``header()``, then ``records(width)``.
 
-    def __init__(self, path_or_file: str | os.PathLike[str] | IO[str]) -> None:
+    ``start``, ``end`` and ``first_line`` read one of the file's ``ranges`` (``end`` None: to the
+    end of the file); a range that does not start the file has no header to read.
+    """
+
+    def __init__(
+        self,
+        path_or_file: str | os.PathLike[str] | IO[str],
+        *,
+        start: int = 0,
+        end: int | None = None,
+        first_line: int = 1,
+    ) -> None:
         is_path = isinstance(path_or_file, str | os.PathLike)
         self.name = str(path_or_file) if is_path else str(getattr(path_or_file, "name", "<CSV>"))
         self._raw: IO[bytes] | None = None
         self.total: int | None = None
+        self.header_end = 0  # the line the header ends on
         if is_path:
-            try:
-                self._raw = open(path_or_file, "rb")  # noqa: SIM115  (closed in close())
-                self.total = os.fstat(self._raw.fileno()).st_size
-            except FileNotFoundError:
-                raise UsageError(f"{self.name}: no such file") from None
-            except IsADirectoryError:
-                raise UsageError(f"{self.name}: is a directory, not a CSV file") from None
-            except OSError as exc:
-                raise UsageError(f"{self.name}: cannot read it: {exc.strerror}") from None
+            self._raw = _open(self.name)
+            self.total = os.fstat(self._raw.fileno()).st_size
+            self._raw.seek(start)
+            if end is not None:  # a range: read at once (ranges are a few megabytes at most)
+                with self._raw:
+                    self._raw = io.BytesIO(self._raw.read(end - start))
             self.text: IO[str] = io.TextIOWrapper(
-                self._raw, encoding="utf-8-sig", errors="surrogateescape", newline=""
+                self._raw,
+                encoding="utf-8-sig" if start == 0 else "utf-8",
+                errors="surrogateescape",
+                newline="",
             )
         else:
             self.text = path_or_file
-        self._lines = _Lines(self.text)
+        self._lines = _Lines(self.text, first_line)
 
     @property
     def position(self) -> int:
@@ -123,9 +143,10 @@ class CsvSource:
 
     def header(self) -> list[str] | None:
         """The first non-blank record's fields (None for an empty file)."""
-        for line, _, fields, problem in self.records(None):
+        for line, lines, fields, problem in self.records(None):
             if problem:
                 raise UsageError(f"{self.name}: line {line}: the header is {problem}")
+            self.header_end = line + lines - 1
             return fields
         return None
 
@@ -173,6 +194,99 @@ class CsvSource:
     def close(self) -> None:
         if self._raw:
             self.text.close()
+
+
+def _open(name: str) -> IO[bytes]:
+    try:
+        return open(name, "rb")  # noqa: SIM115  (closed in CsvSource.close())
+    except FileNotFoundError:
+        raise UsageError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{name}: is a directory, not a CSV file") from None
+    except OSError as exc:
+        raise UsageError(f"{name}: cannot read it: {exc.strerror}") from None
+
+
+Range = tuple[int, int | None, int]  # (first byte, byte after the last or None: to the end, first line)
+_PIECE = 4 * MAX_LINE  # bytes read at a time while looking for a place to cut
+_BLOCK = 1 << 20
+
+
+def ranges(path: str, header_end: int, width: int, lines: int, *, give_up_after: int) -> Iterator[Range]:
+    """The file cut into byte ranges of about ``lines`` lines each, the first one holding the
+    header (which ends on line ``header_end``); each cut falls just before a line that is a
+    whole row of ``width`` fields by itself. When no such line comes within ``give_up_after``
+    lines of where a cut is due, the last range has no end: the rest of the file, to be read
+    in one go."""
+    with open(path, "rb") as raw:
+        counter = _LineCounter()
+        start = before = 0  # where the range starts, and how many lines come before it
+        at_line_start = True
+        while True:
+            todo = max(lines - (counter.lines - before), header_end - counter.lines)
+            if todo > 64 and counter.lines:  # skip most of a range's lines in a few large reads
+                piece = raw.read(min(_BLOCK, todo // 2 * (raw.tell() // counter.lines + 1)))
+            else:
+                piece = raw.readline(_PIECE)
+                if todo <= 0 and at_line_start and _whole_row_bytes(piece, width):
+                    cut = raw.tell() - len(piece)
+                    yield start, cut, before + 1
+                    start, before = cut, counter.lines
+                elif todo <= -give_up_after:
+                    yield start, None, before + 1
+                    return
+            if not piece:
+                break
+            counter.add(piece)
+            at_line_start = piece.endswith(b"\n")
+        yield start, raw.tell(), before + 1
+
+
+def range_records(path: str, where: Range, width: int) -> list[Record]:
+    """The records of one of ``ranges`` (the first one's header skipped), as ``CsvSource`` reads
+    them. A range without quotes, lone ``\r`` or long lines (most of them) is split at once."""
+    start, end, first_line = where
+    if start > 0 and end is not None:
+        with _open(path) as raw:
+            raw.seek(start)
+            data = raw.read(end - start)
+        if b'"' not in data and data.count(b"\r") == data.count(b"\r\n"):
+            pieces = data.decode("utf-8", "surrogateescape").split("\n")
+            if data.endswith(b"\n"):
+                pieces.pop()
+            if max(map(len, pieces), default=0) < MAX_LINE - 1:
+                return [(line, 1, text.rstrip("\r").split(","), None)
+                        for line, text in enumerate(pieces, first_line) if text.strip()]  # fmt: skip
+    source = CsvSource(path, start=start, end=end, first_line=first_line)
+    try:
+        if start == 0:
+            source.header()
+        return list(source.records(width))
+    finally:
+        source.close()
+
+
+class _LineCounter:
+    """Counts line ends in successive pieces of bytes as ``_Lines`` does: ``\n``, ``\r\n`` and a
+    lone ``\r`` each end one line (a ``\r\n`` split between two pieces too)."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self._after_cr = False
+
+    def add(self, piece: bytes) -> None:
+        ends = piece.count(b"\n")
+        if b"\r" in piece:
+            ends += piece.count(b"\r") - piece.count(b"\r\n") - (self._after_cr and piece.startswith(b"\n"))
+        self.lines += ends
+        self._after_cr = piece.endswith(b"\r")
+
+
+def _whole_row_bytes(piece: bytes, width: int) -> bool:
+    """Whether a physical line (read up to ``\n``) is one line for ``_Lines`` and a whole row."""
+    if len(piece) >= MAX_LINE or not piece.endswith(b"\n") or b"\r" in piece[:-2] or b"\0" in piece:
+        return False
+    return _whole_row(piece.decode("utf-8", "surrogateescape"), width)
 
 
 def spreadsheet_safe(value: str) -> str:

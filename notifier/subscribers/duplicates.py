@@ -50,17 +50,10 @@ class SharedMailboxes:
             "CREATE TABLE seen (email TEXT NOT NULL, account TEXT NOT NULL, line INTEGER NOT NULL)"
         )
 
-    def add(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Clean rows with a ``line`` key; rows without an account number or an e-mail are skipped
-        (those are matched by e-mail, so they cannot make a second subscriber)."""
-        self._db.executemany(
-            "INSERT INTO seen VALUES (?, ?, ?)",
-            [
-                (r["email_key"], r["external_id"], r["line"])
-                for r in rows
-                if r["external_id"] and r["email_key"]
-            ],
-        )
+    def add(self, entries: Iterable[tuple[str, str, int]]) -> None:
+        """(lower-cased e-mail, account number, line) of clean rows that have both (the rows
+        without an account number are matched by e-mail, so they cannot make a second subscriber)."""
+        self._db.executemany("INSERT INTO seen VALUES (?, ?, ?)", entries)
 
     def found(self, limit: int) -> tuple[list[SharedMailbox], int]:
         """The first ``limit`` shared e-mails (by the line they first appear on) and how many there are."""

@@ -1,11 +1,13 @@
 """The CSV import: streamed, validated and upserted in bounded memory, whatever the file size.
 
 Owns the import's course: reading records (``csv_files``: broken quoting costs only its own
-line), validating rows in worker processes for big files, the set-based upsert (one write
-transaction per batch, statements that run the same on SQLite and PostgreSQL), the warnings
-about one e-mail under several account numbers (``duplicates``) and the ``ImportReport`` it
-returns. The rules a row must satisfy live in ``validation``; finding or adding one
-subscriber in ``lookup``.
+line), validating them batch by batch, writing each batch in one transaction (``writing``: the
+fastest path of each database), the warnings about one e-mail under several account numbers
+(``duplicates``) and the ``ImportReport`` it returns. A big file is cut into byte ranges
+(``csv_files.ranges``) that worker processes read and validate on their own while this
+process writes, so both cores work and only validated tuples cross between processes; at most
+two ranges per worker are in flight, so memory stays flat whatever the file's size. The rules
+a row must satisfy live in ``validation``; finding or adding one subscriber in ``lookup``.
 
 Import rules worth knowing:
 
@@ -26,29 +28,25 @@ import multiprocessing
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from notifier.config import Config
 from notifier.db import write_session
 from notifier.errors import UsageError
-from notifier.models import Subscriber, utcnow
-from notifier.subscribers.csv_files import CsvSource, ErrorsWriter, Record
+from notifier.subscribers.csv_files import CsvSource, ErrorsWriter, Range, Record, range_records, ranges
 from notifier.subscribers.duplicates import SharedMailbox, SharedMailboxes
-from notifier.subscribers.validation import COLUMNS, OPTIONAL_COLUMNS, RowError, clean, row_key
+from notifier.subscribers.validation import COLUMNS, OPTIONAL_COLUMNS, RowError, RowRules
+from notifier.subscribers.writing import Batch, row_key, write_batch
 
 KEPT_REJECTIONS = 20
 PARALLEL_FROM_BYTES = 4_000_000
-_T = TypeVar("_T")
-_TABLE = Subscriber.__table__  # type: ignore[attr-defined]
-_COMPARED = ("name", "name_key", "email", "email_key", "phone", "region", "services", "locale")
+GIVE_UP_AFTER = 50_000  # lines without a place to cut before the rest is read in this process
 
 
 # CSV import --------------------------------------------------------------------------------
@@ -133,8 +131,8 @@ def import_csv(
     is wrong. Any other problem is one row's: a row that is not valid CSV, not UTF-8 or breaks
     a rule is rejected with its line number, and the import goes on. Rejected rows go to
     ``report`` and ``errors_writer`` (cells a spreadsheet would run neutralised).
-    ``workers`` processes validate rows (phone parsing is the costly part) while this one
-    writes; None = one per CPU for files over a few megabytes, else validate in-process.
+    ``workers`` processes read and validate ranges of the file while this one writes; None =
+    one per CPU for files over a few megabytes, else everything in this process.
     """
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
@@ -148,16 +146,14 @@ def import_csv(
     try:
         header = _header(source.name, source.header())
         errors = ErrorsWriter(errors_writer, header) if errors_writer is not None else None
-        batches = _chunks(source.records(len(header)), batch_size)
-        for count, cleaned, rejected in _validated(batches, header, config, workers):
-            report.rows += count
-            for line, lines, reason, fields in rejected:
-                _reject(report, errors, Rejection(line, reason, lines), fields)
-            if cleaned:
-                with write_session(engine) as session:
-                    upsert_batch(session, cleaned, report)
-                mailboxes.add(cleaned)
-            report.bytes_read = source.position
+        rules = RowRules(header, config)
+        if workers > 1 and source.total is not None:
+            batches = _in_workers(source, rules, config, workers, batch_size)
+        else:
+            batches = _in_process(source, rules, batch_size)
+        for batch in batches:
+            _record(engine, batch, report, errors, mailboxes)
+            report.bytes_read = batch.end if batch.end is not None else source.position
             if on_progress:
                 on_progress(report)
         report.warnings, report.shared_mailboxes = mailboxes.found(KEPT_REJECTIONS)
@@ -171,137 +167,116 @@ def import_csv(
     return report
 
 
-_Raw = list[Record]
-_Validated = tuple[int, list[dict[str, Any]], list[tuple[int, int, str, list[str]]]]
+def _record(
+    engine: Engine,
+    batch: Batch,
+    report: ImportReport,
+    errors: ErrorsWriter | None,
+    mailboxes: SharedMailboxes,
+) -> None:
+    """One validated batch: its rejections reported, its rows written in one transaction."""
+    report.rows += batch.records
+    report.superseded += batch.superseded
+    for line, lines, reason, fields in batch.rejected:
+        report.rejected += 1
+        if len(report.rejections) < KEPT_REJECTIONS:
+            report.rejections.append(Rejection(line, reason, lines))
+        if errors is not None:
+            errors.write(fields, line, reason)
+    if batch.rows:
+        with write_session(engine) as session:
+            write_batch(session.connection(), batch, report)
+    mailboxes.add(batch.shared)
 
 
-def validate_rows(header: list[str], config: Config, rows: _Raw) -> _Validated:
-    """(line, fields, CSV problem) records -> (how many, the clean rows, each with its ``line``,
-    and the rejected ones with their reason)."""
-    cleaned, rejected = [], []
-    for line, lines, fields, problem in rows:
+# Validating batches: here, or in worker processes ------------------------------------------
+
+
+def validate_rows(rules: RowRules, records: list[Record]) -> Batch:
+    """(line, lines, fields, CSV problem) records -> a ``Batch``: the clean rows, one per key (the
+    later row wins), and the rejected ones with their reason."""
+    batch = Batch(records=len(records), has_channels=rules.has_channels)
+    width = len(rules.header)
+    by_key: dict[Any, tuple[Any, ...]] = {}
+    for line, lines, fields, problem in records:
         try:
             if problem:
                 raise RowError(problem)
-            if len(fields) != len(header):
-                raise RowError(f"expected {len(header)} fields, found {len(fields)}")
-            row = clean(dict(zip(header, fields, strict=True)), config)
+            if len(fields) != width:
+                raise RowError(f"expected {width} fields, found {len(fields)}")
+            row = rules(fields)
         except RowError as exc:
-            rejected.append((line, lines, str(exc), fields))
-        else:
-            row["line"] = line
-            cleaned.append(row)
-    return len(rows), cleaned, rejected
-
-
-_worker_config: Config | None = None
-
-
-def _start_worker(config: Config) -> None:
-    global _worker_config
-    _worker_config = config
-
-
-def _validate_in_worker(header: list[str], rows: _Raw) -> _Validated:
-    assert _worker_config is not None
-    return validate_rows(header, _worker_config, rows)
-
-
-def _validated(
-    batches: Iterable[_Raw], header: list[str], config: Config, workers: int
-) -> Iterator[_Validated]:
-    """Validated batches in file order; with workers, at most 2 per worker in flight (bounded memory)."""
-    if workers <= 1:
-        for batch in batches:
-            yield validate_rows(header, config, batch)
-        return
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(config,)
-    ) as pool:
-        pending: deque[Future[_Validated]] = deque()
-        for batch in batches:
-            pending.append(pool.submit(_validate_in_worker, header, batch))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
-def _reject(
-    report: ImportReport, errors: ErrorsWriter | None, rejection: Rejection, fields: list[str]
-) -> None:
-    report.rejected += 1
-    if len(report.rejections) < KEPT_REJECTIONS:
-        report.rejections.append(rejection)
-    if errors is not None:
-        errors.write(fields, rejection.line, rejection.reason)
-
-
-# Set-based upsert --------------------------------------------------------------------------
-
-
-def _chunks(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
-def _existing(session: Session, by_key: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], Any]:
-    """The stored subscriber each key names: a few IN queries, whatever the batch size."""
-    found: dict[tuple[str, str], Any] = {}
-    columns = [_TABLE.c.id, _TABLE.c.external_id, *(_TABLE.c[name] for name in _COMPARED), _TABLE.c.channels]
-    for kind in ("external_id", "email_key", "phone"):
-        values = [value for k, value in by_key if k == kind]
-        column = _TABLE.c[kind]
-        for chunk in _chunks(values, 2000):
-            # Rows without an account number prefer a stored subscriber without one, then the oldest.
-            query = (
-                select(*columns)
-                .where(column.in_(chunk))
-                .order_by(_TABLE.c.external_id.is_not(None), _TABLE.c.id)
-            )
-            for stored in session.execute(query):
-                found.setdefault((kind, getattr(stored, kind)), stored)
-    return found
-
-
-def upsert_batch(session: Session, rows: list[dict[str, Any]], report: ImportReport) -> None:
-    """Insert new subscribers and update changed ones, in one executemany of each kind.
-
-    The statements go to the driver as plain tuples (SQLAlchemy's per-row parameter handling
-    cost as much as the database's own work); the one timestamp is converted once per batch.
-    """
-    by_key: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in rows:
+            batch.rejected.append((line, lines, str(exc), fields))
+            continue
+        if row[0] and row[4]:
+            batch.shared.append((row[4], row[0], line))
         key = row_key(row)
         if key in by_key:
-            report.superseded += 1
+            batch.superseded += 1
         by_key[key] = row
-    existing = _existing(session, by_key)
-    # A file with a channels column sets them (empty: by the config); one without keeps them.
-    compared = _COMPARED + ("channels",) if rows and "channels" in rows[0] else _COMPARED
-    inserted = ("external_id", *compared, "status", "created_at", "updated_at")
-    connection = session.connection()
-    dialect = connection.dialect
-    to_db = _TABLE.c.updated_at.type.bind_processor(dialect)
-    now = to_db(utcnow()) if to_db else utcnow()
-    inserts, updates = [], []
-    for key, row in by_key.items():
-        stored = existing.get(key)
-        if stored is None:
-            inserts.append((row["external_id"], *(row[name] for name in compared), "active", now, now))
-        elif any(getattr(stored, name) != row[name] for name in compared):
-            updates.append((*(row[name] for name in compared), now, stored.id))
-        else:
-            report.unchanged += 1
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    if inserts:
-        columns = ", ".join(inserted)
-        values = ", ".join([mark] * len(inserted))
-        connection.exec_driver_sql(f"INSERT INTO subscriber ({columns}) VALUES ({values})", inserts)
-    if updates:
-        assignments = ", ".join(f"{name} = {mark}" for name in (*compared, "updated_at"))
-        connection.exec_driver_sql(f"UPDATE subscriber SET {assignments} WHERE id = {mark}", updates)
-    report.inserted += len(inserts)
-    report.updated += len(updates)
+    batch.rows = list(by_key.values())
+    for row in batch.rows:
+        (batch.external_ids if row[0] else batch.email_keys if row[4] else batch.phones).append(
+            row[0] or row[4] or row[5]
+        )
+    return batch
+
+
+def _in_process(source: CsvSource, rules: RowRules, batch_size: int) -> Iterator[Batch]:
+    records = source.records(len(rules.header))
+    while chunk := list(islice(records, batch_size)):
+        yield validate_rows(rules, chunk)
+
+
+_worker_rules: RowRules | None = None
+
+
+def _start_worker(header: list[str], config: Config) -> None:
+    global _worker_rules
+    _worker_rules = RowRules(header, config)
+
+
+def _validate_range(path: str, where: Range) -> bytes:
+    """In a worker: read one range of the file on its own and validate it (``Batch.packed``)."""
+    assert _worker_rules is not None
+    batch = validate_rows(_worker_rules, range_records(path, where, len(_worker_rules.header)))
+    batch.end = where[1]
+    return batch.packed()
+
+
+def _in_workers(
+    source: CsvSource, rules: RowRules, config: Config, workers: int, batch_size: int
+) -> Iterator[Batch]:
+    """Batches in file order, validated by ``workers`` processes that read the file's ranges
+    themselves; at most two ranges per worker in flight (bounded memory)."""
+    rest: Range | None = None
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(rules.header, config)
+    ) as pool:
+        pending: deque[Future[bytes]] = deque()
+        for where in ranges(source.name, source.header_end, len(rules.header), batch_size,
+                            give_up_after=GIVE_UP_AFTER):  # fmt: skip
+            if where[1] is None:
+                rest = where
+                break
+            pending.append(pool.submit(_validate_range, source.name, where))
+            if len(pending) >= 2 * workers:
+                yield Batch.unpacked(pending.popleft().result())
+        while pending:
+            yield Batch.unpacked(pending.popleft().result())
+    if rest is not None:  # no place to cut for a long stretch: the rest is read here
+        yield from _rest_in_process(source.name, rest, rules, batch_size)
+
+
+def _rest_in_process(path: str, where: Range, rules: RowRules, batch_size: int) -> Iterator[Batch]:
+    start, _, first_line = where
+    source = CsvSource(path, start=start, first_line=first_line)
+    try:
+        if start == 0:
+            source.header()
+        for batch in _in_process(source, rules, batch_size):
+            batch.end = source.position
+            yield batch
+    finally:
+        source.close()
