@@ -173,3 +173,24 @@ def test_report_tokens_name_one_message_and_are_not_unsubscribe_tokens() -> None
     assert tokens.verify_token(SECRET.encode(), token) is None  # not an unsubscribe link for subscriber 42
     assert report_message_id(b"another-secret-0123456789", token) is None
     assert json.dumps(token)  # URL- and JSON-safe
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_number_refused_at_submission_is_marked_bad_and_the_email_keeps_working(
+    engine, config, make_subscriber, smtp_server, tmp_path, monkeypatch
+) -> None:
+    """The gateway refuses the number in its answer (not in a later report): the message fails,
+    the number is marked refused and logged like a hard bounce, the subscriber stays active."""
+    with WebhookReceiver() as api:
+        api.answer(422, body=b'{"error": "invalid_number"}')
+        cfg = api_config(tmp_path, config, smtp_server, api, monkeypatch, refused_statuses=[422])
+        person = make_subscriber(region="66", email="keeps@example.org", phone="+79120000777")
+        with write_session(engine) as session:
+            incidents.declare(session, cfg, title="Сбой", regions=["66"])
+        report = asyncio.run(send_due(engine, cfg))
+    (row,) = sms_rows(engine)
+    assert row.state == "failed" and "refused" in row.last_error and report.bounced == 1
+    with read_session(engine) as session:
+        subscriber = session.get(Subscriber, person.id)
+        assert subscriber.phone_refused == "+79120000777" and subscriber.status == "active"
+    assert "keeps@example.org" in {r for _, rcpts, _ in smtp_server.received for r in rcpts}

@@ -457,7 +457,8 @@ class _Run:
             report.count(job, "sent")
             metrics.observe_latency(message.kind, message.channel, (self.s.clock() - message.not_before).total_seconds())
         elif outcome.status == "permanent" and job.subscriber is not None:
-            results.bounced.append((message.id, job.subscriber.id, outcome.detail))  # type: ignore[arg-type]
+            results.bounced.append((message.id, job.subscriber.id, outcome.detail, message.channel,  # type: ignore[arg-type]
+                                    message.recipient))
             report.count(job, "bounced")
             log.info("message %s to %s bounced: %s", message.id, message.recipient, outcome.detail)
         elif outcome.status in ("permanent", "permanent_message"):

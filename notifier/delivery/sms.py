@@ -15,8 +15,10 @@ says (``rendering``):
 
 What an answer means: 2xx ``sent`` (the gateway accepted it; its delivery reports say the
 rest); a refused number (Kannel's 403 "Not routable", a blacklisted number, the API's
-``refused_statuses``) ``permanent_message`` — the number itself is marked bad when the
-delivery report says so (``outbox.reports``); 408/425/429/5xx, a refused connection, a
+``refused_statuses``) ``permanent``: the number itself is refused, and marked bad
+(``subscriber.phone_refused``, logged like a hard bounce) when the outcome is recorded, as
+when a delivery report says so later (``outbox.reports``); other refusals
+``permanent_message``; 408/425/429/5xx, a refused connection, a
 timeout ``transient`` (a timeout after the request was written is ``ambiguous``); Kannel's
 "Authorization failed", the API's 401/403 a ``DeliveryError``: every message would fail.
 """
@@ -110,7 +112,7 @@ class Kannel:
         if code in _TRANSIENT or code >= 500:
             return SendOutcome("transient", detail, code)
         if code == 403:
-            return SendOutcome("permanent_message", f"number refused by the gateway: {detail}", code)
+            return SendOutcome("permanent", f"number refused by the gateway: {detail}", code)
         return SendOutcome("permanent_message", detail, code)
 
     @staticmethod
@@ -169,7 +171,7 @@ class HttpApi:
             raise DeliveryError(f"{self.section.url} refused our credentials ({detail}): check the token in "
                                 f"{self.section.token_env or '[sms.http].token_env'}")  # fmt: skip
         if code in self.section.refused_statuses:
-            return SendOutcome("permanent_message", f"number refused by the gateway: {detail}", code)
+            return SendOutcome("permanent", f"number refused by the gateway: {detail}", code)
         if code in _TRANSIENT or code >= 500:
             return SendOutcome("transient", detail, code)
         return SendOutcome("permanent_message", detail, code)

@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from notifier.config import MailingSection
 from notifier.db import is_sqlite, write_session
 from notifier.models import Message, Subscriber, UTCDateTime
+from notifier.outbox.numbers import refuse_number
 
 # Due = waiting, its time has come, and its mailing is not paused. The partial index
 # ix_message_unsent (not_before, id) WHERE state IN ('queued', 'retry') serves exactly this,
@@ -303,7 +304,8 @@ class Results:
     sent: list[int] = field(default_factory=list)
     retry: list[tuple[int, int, str]] = field(default_factory=list)  # (id, attempts, error)
     failed: list[tuple[int, str]] = field(default_factory=list)
-    bounced: list[tuple[int, int, str]] = field(default_factory=list)  # (message id, subscriber id, error)
+    # (message id, subscriber id, error, channel, recipient): the address itself is refused
+    bounced: list[tuple[int, int, str, str, str]] = field(default_factory=list)
     cancelled: list[tuple[int, str]] = field(default_factory=list)
     # Back to the queue without charging the attempt (not the message's fault: a template to
     # fix, a throttling relay, a run that stopped): (id, reason, not before or None = now).
@@ -354,10 +356,13 @@ def record(engine: Engine, worker: str, results: Results, policy: MailingSection
                 session.execute(
                     update(Message).where(Message.id == message_id, mine).values(state=state, last_error=error[:500])
                 )
-        for message_id, subscriber_id, error in results.bounced:
+        for message_id, subscriber_id, error, channel, recipient in results.bounced:
             session.execute(
                 update(Message).where(Message.id == message_id, mine).values(state="failed", last_error=error[:500])
             )
+            if channel == "sms":  # a refused number marks the number, not the subscriber
+                refuse_number(session, subscriber_id, message_id, recipient, "refused", error, now)  # type: ignore[arg-type]
+                continue
             session.execute(
                 update(Subscriber)
                 .where(Subscriber.id == subscriber_id, Subscriber.status == "active")

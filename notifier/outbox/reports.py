@@ -25,8 +25,9 @@ from sqlmodel import Session
 
 from notifier.config import Config
 from notifier.errors import NotFoundError
-from notifier.models import Message, Subscriber, SuppressionEvent
+from notifier.models import Message
 from notifier.outbox.claims import backoff
+from notifier.outbox.numbers import refuse_number
 from notifier.outbox.sms import CHANNEL
 
 __all__ = ["FINAL", "Recorded", "record"]
@@ -91,13 +92,4 @@ def _retry(message: Message, config: Config, code: str, now: datetime) -> bool:
 
 
 def _refuse_number(session: Session, message: Message, code: str, detail: str, now: datetime) -> bool:
-    subscriber = session.get(Subscriber, message.subscriber_id) if message.subscriber_id else None
-    session.add(SuppressionEvent(
-        subscriber_id=message.subscriber_id, message_id=message.id, kind="hard_bounce", recipient=message.recipient,
-        code=code[:100], detail=(detail or "the SMS gateway refused the number")[:500], source="sms", at=now,
-    ))  # fmt: skip
-    if subscriber is None or subscriber.phone != message.recipient:
-        return False  # the subscriber has a different number by now: that one is not known bad
-    subscriber.phone_refused, subscriber.updated_at = message.recipient, now
-    session.add(subscriber)
-    return True
+    return refuse_number(session, message.subscriber_id, message.id, message.recipient, code, detail, now)  # type: ignore[arg-type]
