@@ -5,21 +5,24 @@ from __future__ import annotations
 import csv
 import io
 import re
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
 import pytest
-from email_validator import validate_email
+from email_validator import EmailNotValidError, validate_email
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 from sqlalchemy import select
 
-from notifier import subscribers
+from notifier import characters, subscribers
 from notifier.db import read_session, write_session
 from notifier.errors import SubscriberNotFound, UsageError
 from notifier.models import Subscriber
-from notifier.subscribers import ImportReport, import_csv
+from notifier.subscribers import ImportReport, csv_files, import_csv, phones
 
 HEADER = "external_id,name,email,phone,region,services,locale"
 GOOD_1 = "ACC-1,Иванов Иван,ivanov@example.org,+79123456701,77,tax-reporting,ru"
@@ -606,3 +609,179 @@ def test_any_mix_of_good_broken_and_blank_rows(engine, config, tmp_path, rows, b
         len(good),
         report.rejected,
     )
+
+
+# Fast paths prove themselves against the libraries they stand in for -----------------------------
+# (The import's speed comes from these; each must answer exactly as phonenumbers or email_validator
+# would, or leave the answer to them.)
+
+_REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
+_TYPES = [phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.MOBILE,
+          phonenumbers.PhoneNumberType.TOLL_FREE, phonenumbers.PhoneNumberType.PREMIUM_RATE,
+          phonenumbers.PhoneNumberType.VOIP, phonenumbers.PhoneNumberType.UAN]  # fmt: skip
+_EXAMPLES = [number for region in _REGIONS for kind in _TYPES
+             if (number := phonenumbers.example_number_for_type(region, kind)) is not None]  # fmt: skip
+_FORMATS = [phonenumbers.PhoneNumberFormat.E164, phonenumbers.PhoneNumberFormat.INTERNATIONAL,
+            phonenumbers.PhoneNumberFormat.NATIONAL]  # fmt: skip
+_SEPARATORS = st.sampled_from(["", " ", "-", ".", "(", ")", " (", ") ", "  "])
+_COUNTRIES = st.one_of(st.sampled_from(["RU", "KZ", "US", "CA", "GB", "IT", "DE", "FR", "BR", "AR", "MX", "CI",
+                                        "IN", "CN", "JP", "AU", "UA", "BY", "SM", "VA"]),
+                       st.sampled_from(_REGIONS))  # fmt: skip
+
+
+@st.composite
+def _typed_numbers(draw: Any) -> str:
+    """A phone number as people type it: a real number's format or random digits, other separators,
+    a trunk or international prefix put in front, a digit changed, added or lost."""
+    if draw(st.booleans()):
+        number = draw(st.sampled_from(_EXAMPLES))
+        text = phonenumbers.format_number(number, draw(st.sampled_from(_FORMATS)))
+    else:
+        text = draw(st.sampled_from(["", "+", "8", "7", "0", "00", "810", "011", "+7", "+1"])) + draw(
+            st.text("0123456789", min_size=1, max_size=17)
+        )
+    prefix = draw(st.sampled_from(["", "", "8 ", "810 ", "00", "0", "+", "7", "1 "]))
+    text = prefix + text.lstrip("+") if prefix else text
+    chars = list(text.replace(" ", draw(_SEPARATORS)) if draw(st.booleans()) else text)
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(chars)))
+        what = draw(st.sampled_from(["digit", "drop", "separator"]))
+        if what == "drop" and chars:
+            del chars[min(at, len(chars) - 1)]
+        else:
+            chars.insert(at, draw(st.sampled_from("0123456789")) if what == "digit" else draw(_SEPARATORS))
+    return "".join(chars).strip()
+
+
+def _reference_e164(raw: str, country: str) -> str | None:
+    try:
+        return phones.slow_e164(raw, country)
+    except phones.PhoneError:
+        return None
+
+
+@settings(max_examples=1500, deadline=None)
+@given(raw=_typed_numbers(), country=_COUNTRIES)
+def test_the_phone_fast_path_never_accepts_or_normalises_differently_from_phonenumbers(raw, country):
+    fast = phones.fast_e164(raw, country)
+    assert fast is None or fast == _reference_e164(raw, country)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(code=st.sampled_from(sorted(COUNTRY_CODE_TO_REGION_CODE)), digits=st.text("0123456789", min_size=2, max_size=17),
+       example=st.sampled_from(_EXAMPLES), use_example=st.booleans(), cut=st.integers(-3, 3))  # fmt: skip
+def test_the_phone_validity_check_is_phonenumbers_is_valid_number(code, digits, example, use_example, cut):
+    if use_example:  # a real number's digits, perhaps a few more or fewer: near the boundaries
+        code, digits = example.country_code, phonenumbers.national_significant_number(example)
+        digits = digits[:cut] if cut < 0 else digits + "0123"[:cut]
+    number = phonenumbers.PhoneNumber(country_code=code, national_number=int(digits or "0"))
+    if len(digits) > 1 and digits[0] == "0":
+        number.italian_leading_zero = True
+        number.number_of_leading_zeros = min(len(digits) - len(digits.lstrip("0")), len(digits) - 1)
+    assert phones._valid(code, digits) == phonenumbers.is_valid_number(number) or len(digits) < 2
+
+
+@pytest.mark.parametrize("raw", ["+7 912 345-67-89", "8 (912) 345-67-89", "89123456789", "+79123456789",
+                                 "8 912 345 67 89", "7 912 345 67 89", "(912) 345-67-89", "8 (343) 123-45-67"])  # fmt: skip
+def test_the_formats_people_type_take_the_fast_path(raw):
+    assert phones.fast_e164(raw, "RU") == phones.slow_e164(raw, "RU")
+
+
+_ATEXT = "abcXYZ019!#$%&'*+/=?^_`{|}~-"
+_local = st.one_of(st.text(_ATEXT + ".", min_size=1, max_size=70), st.text(_ATEXT, min_size=60, max_size=66),
+                   st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=8))  # fmt: skip
+_label = st.one_of(st.text("abcdefghijklmnopqrstuvwxyzABC0123456789-", min_size=1, max_size=12),
+                   st.sampled_from(["xn--d1acufc", "xn--p1ai", "xn--80ak6aa92e", "xn--zz", "localhost", "ex_ample",
+                                    "a" * 64, "123", "-ex", "ex-", "example", "Mail", "invalid", "local", "test"]))  # fmt: skip
+_domain = st.lists(_label, min_size=1, max_size=4).map(".".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(local=_local, domain=_domain, trailing_dot=st.booleans())
+def test_the_email_fast_path_agrees_with_email_validator_on_generated_addresses(local, domain, trailing_dot):
+    address = f"{local}@{domain}{'.' if trailing_dot else ''}"
+    try:
+        expected = validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError:
+        with pytest.raises(subscribers.RowError):
+            subscribers.normalise_email(address)
+    else:
+        assert subscribers.normalise_email(address) == expected
+
+
+def test_the_plain_text_shortcut_knows_every_printable_character_the_rules_flag():
+    every = map(chr, range(sys.maxunicode + 1))
+    flagged = [char for char in every if char.isprintable() and characters.suspicious(char)]
+    assert [char for char in flagged if char < characters._FIRST_PRINTABLE_HIDDEN_ABOVE_034F] == ["\u034f"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.one_of(st.characters(), st.sampled_from("\u034f\u115f\u3164\ufe0f\u200b\u202e\udc80\x85\t")),
+               max_size=12))  # fmt: skip
+def test_plain_text_is_text_no_character_rule_has_anything_to_say_about(value):
+    if characters.plain(value):
+        assert not characters.suspicious(value) and characters.problem(value) is None
+        assert characters.strip_invisible(value) == value
+        value.encode("utf-8")  # no byte that was not UTF-8 (kept as a lone surrogate)
+
+
+# Worker processes read byte ranges on their own: the same records, the same line numbers --------
+
+_PIECE_TEXTS = [
+    "ACC-{n},Имя {n},u{n}@example.org,,77,edo,ru", '"ACC-{n}","Имя {n}","u{n}@example.org","","77","edo","ru"',
+    'ACC-{n},"Две\nстроки",u{n}@example.org,,77,edo,ru', 'ACC-{n},"bad"quote,u{n}@example.org,,77,edo,ru',
+    'ACC-{n},"unterminated,u{n}@example.org,,77,edo,ru', "", "   ", "ACC-{n},too,few", "x" * 40,
+    'ACC-{n},"Сидоров, Пётр",u{n}@example.org,,77,edo,ru', "ACC-{n},Bad\x00Nul,u{n}@example.org,,77,edo,ru",
+]  # fmt: skip
+_PIECES = st.sampled_from(_PIECE_TEXTS)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pieces=st.lists(_PIECES, max_size=60), ends=st.lists(st.sampled_from(["\n", "\r\n", "\r"]), min_size=1),
+       lines=st.integers(1, 9), give_up_after=st.integers(1, 30), broken_utf8=st.booleans())  # fmt: skip
+def test_ranges_read_on_their_own_give_the_records_of_one_sequential_read(
+    tmp_path, pieces, ends, lines, give_up_after, broken_utf8
+):
+    text = HEADER + "\n" + "".join(piece.format(n=n) + ends[n % len(ends)] for n, piece in enumerate(pieces))
+    data = text.encode("utf-8")
+    path = tmp_path / "ranges.csv"
+    path.write_bytes(data.replace("Имя 3".encode(), b"\xff\xfe 3") if broken_utf8 else data)
+    source = csv_files.CsvSource(path)
+    width = len(source.header())
+    sequential = list(source.records(width))
+    source.close()
+    found = list(csv_files.ranges(str(path), source.header_end, width, lines, give_up_after=give_up_after))
+    assert found[0][0] == 0 and all(a[1] == b[0] for a, b in zip(found, found[1:], strict=False))
+    records = []
+    for where in found:
+        if where[1] is None:  # the rest, read in one go
+            rest = csv_files.CsvSource(path, start=where[0], first_line=where[2])
+            if where[0] == 0:
+                rest.header()
+            records += list(rest.records(width))
+            rest.close()
+        else:
+            records += csv_files.range_records(str(path), where, width)
+    assert records == sequential
+
+
+def test_an_import_by_worker_processes_is_the_import_of_one_process(engine, config, tmp_path):
+    rows = [piece.format(n=n) for n, piece in enumerate(_PIECE_TEXTS * 7)]
+    rows += ["ACC-5,Снова,again@example.org,,66,edo,en", ",Без номера,U3@EXAMPLE.org,,77,edo,ru",
+             ",Телефон,,8 (912) 345-67-01,77,edo,ru", "ACC-200,Общий,u1@example.org,,77,edo,ru"]  # fmt: skip
+    path = write_csv(tmp_path, HEADER, *rows, newline="\r\n")
+    outcomes = []
+    for workers in (1, 2):
+        with write_session(engine) as session:
+            session.execute(Subscriber.__table__.delete())
+        errors = io.StringIO()
+        report = import_csv(engine, config, path, batch_size=7, workers=workers, errors_writer=errors)
+        again = import_csv(engine, config, path, batch_size=7, workers=workers)
+        assert again.imported == again.unchanged and again.rejected == report.rejected
+        stored = sorted((s.external_id or "", s.name, s.email or "", s.phone or "", s.region, s.locale, s.status)
+                        for s in all_subscribers(engine))  # fmt: skip
+        outcomes.append((report.rows, report.inserted, report.updated, report.superseded, report.rejected,
+                         [(r.line, r.lines, r.reason) for r in report.rejections], errors.getvalue(),
+                         report.shared_mailboxes, [w.accounts for w in report.warnings], stored))  # fmt: skip
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][4] > 20 and outcomes[0][1] > 20 and outcomes[0][7] == 1
