@@ -128,7 +128,7 @@ def test_a_refused_number_is_marked_and_not_texted_again(
         report = asyncio.run(send_due(engine, cfg))
         (failed,) = messages(engine, channel="sms", subscriber_id=bad.id)
         assert failed.state == "failed" and "Not routable" in failed.last_error
-        assert report.failed == 1 and report.bounced == 0  # the subscriber is not bounced: only the number
+        assert report.failed == 0 and report.bounced == 1  # refused at submission: the number, not the subscriber
 
         def marked() -> bool:
             with read_session(engine) as session:
