@@ -220,6 +220,39 @@ def test_quiet_hours_delay_an_apology_sms_to_the_morning_without_charging_attemp
     assert (sent.state, sent.attempts) == ("sent", 1)
 
 
+def test_an_sms_queued_by_day_but_sent_in_the_night_waits_for_the_morning(
+    engine, config, make_subscriber, smtp_server, kannel, tmp_path, monkeypatch
+) -> None:
+    """Quiet hours hold at send time too: a backlog (or a retry) that reaches the night is put back,
+    uncharged, until 08:00 in the reader's zone."""
+    cfg = sms_config(tmp_path, config, smtp_server, kannel, monkeypatch, quiet_hours="22:00-08:00",
+                     status_notices="none")  # fmt: skip
+    reader = make_subscriber(region="66", email=None)
+    afternoon = datetime.now(YEKATERINBURG).replace(hour=15, minute=0, second=0, microsecond=0) - timedelta(days=3)
+    with write_session(engine) as session:
+        ref = incidents.declare(session, cfg, title="Сбой", regions=["66"], started_at=afternoon - timedelta(hours=3),
+                                now=afternoon - timedelta(hours=2)).incident.id  # fmt: skip
+        incidents.resolve(session, cfg, ref, cause="Диск", measures="Замена", resolved_at=afternoon, now=afternoon)
+
+    async def send_at(moment: datetime) -> None:
+        messengers = await open_messengers(cfg)
+        try:
+            await Sender(engine, cfg, messengers, clock=lambda: moment.astimezone(UTC)).run()
+        finally:
+            await close_messengers(messengers)
+
+    asyncio.run(send_at(afternoon + timedelta(hours=8, minutes=30)))  # 23:30 local: the sender got to it late
+    assert kannel.received() == []
+    (waiting,) = messages(engine, channel="sms", kind="apology")
+    morning = (afternoon + timedelta(hours=17)).astimezone(UTC)  # 08:00 local the next day
+    assert (waiting.state, waiting.attempts, waiting.not_before) == ("retry", 0, morning)
+    asyncio.run(send_at(afternoon + timedelta(hours=17)))
+    (sms,) = kannel.wait_for(1)
+    assert sms.receiver == reader.phone
+    (sent,) = messages(engine, channel="sms", kind="apology")
+    assert (sent.state, sent.attempts) == ("sent", 1)
+
+
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_kannel_refusing_our_password_stops_the_run_and_charges_nothing(
     engine, config, make_subscriber, smtp_server, kannel, tmp_path, monkeypatch

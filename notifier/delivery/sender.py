@@ -288,7 +288,7 @@ class _Run:
         self.busy = 0  # pushes in progress
         self.flushing = 0  # recordings in progress
         self.workers_done = asyncio.Event()
-        self.loader = Loader()
+        self.loader = Loader(self.config, sender.clock)
         limit = self.config.mailing.database_outage.total_seconds()
         self.claim_outage, self.record_outage = _Outage(limit), _Outage(limit)
 
@@ -426,6 +426,10 @@ class _Run:
         if messenger is None:
             results.retry.append((message.id, message.attempts, f"no {message.channel} messenger in this sender"))  # type: ignore[arg-type]
             report.count(job, "to retry")
+            return
+        if job.wait_until is not None:  # the reader's quiet hours: back, uncharged, until they end
+            results.deferred.append((message.id, "waits for the end of the quiet hours", job.wait_until))  # type: ignore[arg-type]
+            report.count(job, "deferred")
             return
         if job.key in self.s.paused:
             results.deferred.append((message.id, f"paused: {self.s.paused[job.key]}", None))  # type: ignore[arg-type]

@@ -17,14 +17,16 @@ gone or has been unsubscribed since. It neither renders nor sends.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from notifier.config import Config
 from notifier.db import read_session
 from notifier.incidents import PUBLIC_UPDATE_KINDS
 from notifier.models import (
@@ -38,6 +40,7 @@ from notifier.models import (
     Meta,
     Subscriber,
     Update,
+    utcnow,
 )
 from notifier.outbox import planned, sms
 from notifier.outbox.queueing import escalation_level, pause_id
@@ -54,6 +57,7 @@ class Job:
     render: dict[str, Any] = field(default_factory=dict)  # more keyword arguments for Renderer.render
     callback: Callback | None = None
     cancel: str | None = None  # set: cancel it instead of sending, with this reason
+    wait_until: datetime | None = None  # set: not yet (the reader's quiet hours): back, uncharged, until then
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -71,8 +75,9 @@ def instance_id(engine: Engine) -> str:
 class Loader:
     """Loads claimed batches for one sender run, caching what does not change within it."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: Config | None = None, clock: Callable[[], datetime] = utcnow) -> None:
         self._updates: dict[int, Update] = {}
+        self.config, self.clock = config, clock
 
     def load(self, engine: Engine, ids: Iterable[int]) -> list[Job]:
         ids = list(ids)
@@ -110,6 +115,9 @@ class Loader:
         job = Job(message, subscriber, incident, update)
         if message.channel == sms.CHANNEL:
             job.render = {"channel": sms.CHANNEL}
+            if self.config is not None:
+                region = subscriber.region if subscriber is not None else None
+                job.wait_until = sms.quiet_until(self.config, incident, message.kind, region, self.clock())
         if subscriber is not None and subscriber.status != "active":
             job.cancel = f"cancelled: subscriber is {subscriber.status}"
         elif message.channel == sms.CHANNEL and subscriber is not None and subscriber.phone_refused == message.recipient:

@@ -31,7 +31,7 @@ from sqlmodel import Session
 from notifier.config import Config
 from notifier.models import AudienceMember, Incident, Message, Subscriber, UTCDateTime
 
-__all__ = ["CHANNEL", "after_quiet_hours", "budget_note_key", "held_count", "hold_over_budget", "release",
+__all__ = ["CHANNEL", "after_quiet_hours", "quiet_until", "budget_note_key", "held_count", "hold_over_budget", "release",
            "sms_key", "sms_selects"]
 
 CHANNEL = "sms"
@@ -56,6 +56,16 @@ def after_quiet_hours(due: datetime, zone: ZoneInfo, window: tuple[time, time] |
         return due
     day = local.date() if clock < end else local.date() + timedelta(days=1)
     return datetime.combine(day, end, tzinfo=zone).astimezone(due.tzinfo)
+
+
+def quiet_until(config: Config, incident: Incident | None, kind: str, region: str | None,
+                now: datetime) -> datetime | None:  # fmt: skip
+    """When an SMS due ``now`` must wait for the end of the quiet hours in the reader's region
+    (a retry, or a backlog that ran into the night), or None when it may go now."""
+    if incident is None or region not in config.regions or not _quiet_applies(config, incident, kind):
+        return None
+    later = after_quiet_hours(now, config.regions[region].zone, config.sms.quiet_window)  # type: ignore[index]
+    return later if later > now else None
 
 
 def _quiet_applies(config: Config, incident: Incident, kind: str) -> bool:
