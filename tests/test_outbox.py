@@ -175,7 +175,7 @@ def test_record_sent_retry_failed_bounced_and_deferred(engine, config, make_subs
         bounced_subscriber = session.get(Message, d).subscriber_id
     now = utcnow()
     results = Results(sent=[a], retry=[(b, 1, "451 try later")], failed=[(c, "554 rejected")],
-                      bounced=[(d, bounced_subscriber, "550 no such user")],
+                      bounced=[(d, bounced_subscriber, "550 no such user", "email", "x@example.org")],
                       deferred=[(e, "throttled", now + timedelta(seconds=7))])  # fmt: skip
     claims.record(engine, w.name, results, config.mailing, now)
     assert _states(engine) == {a: "sent", b: "retry", c: "failed", d: "failed", e: "retry"}
