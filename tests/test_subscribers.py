@@ -22,7 +22,7 @@ from notifier import characters, subscribers
 from notifier.db import read_session, write_session
 from notifier.errors import SubscriberNotFound, UsageError
 from notifier.models import Subscriber
-from notifier.subscribers import ImportReport, csv_files, import_csv, phones
+from notifier.subscribers import ImportReport, csv_files, import_csv, phone_patterns, phones
 
 HEADER = "external_id,name,email,phone,region,services,locale"
 GOOD_1 = "ACC-1,Иванов Иван,ivanov@example.org,+79123456701,77,tax-reporting,ru"
@@ -678,7 +678,81 @@ def test_the_phone_validity_check_is_phonenumbers_is_valid_number(code, digits, 
     if len(digits) > 1 and digits[0] == "0":
         number.italian_leading_zero = True
         number.number_of_leading_zeros = min(len(digits) - len(digits.lstrip("0")), len(digits) - 1)
-    assert phones._valid(code, digits) == phonenumbers.is_valid_number(number) or len(digits) < 2
+    assert (
+        phones._valid(code, digits, phones._Reads(), 0) == phonenumbers.is_valid_number(number)
+        or len(digits) < 2
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(example=st.sampled_from(_EXAMPLES), form=st.sampled_from(_FORMATS), country=_COUNTRIES,
+       tails=st.lists(st.text("0123456789", min_size=1, max_size=8), min_size=5, max_size=40))  # fmt: skip
+def test_answers_remembered_by_leading_digits_are_phonenumbers_answers_for_every_number_they_cover(
+    example, form, country, tails
+):
+    # Many numbers that share their leading digits: most answers come from what the first taught.
+    typed = phonenumbers.format_number(example, form)
+    for tail in tails:
+        raw = typed[: max(1, len(typed) - len(tail))] + tail
+        fast = phones.fast_e164(raw, country)
+        assert fast is None or fast == _reference_e164(raw, country)
+
+
+_METADATA_PATTERNS = sorted({
+    desc.national_number_pattern
+    for region in _REGIONS
+    for name in ("general_desc", "fixed_line", "mobile", "toll_free", "premium_rate", "voip", "uan")
+    if (desc := getattr(phonenumbers.PhoneMetadata.metadata_for_region(region), name, None)) is not None
+    and desc.national_number_pattern
+})  # fmt: skip
+_START_PATTERNS = sorted({
+    pattern
+    for region in _REGIONS
+    for pattern in (phonenumbers.PhoneMetadata.metadata_for_region(region).national_prefix_for_parsing,
+                    phonenumbers.PhoneMetadata.metadata_for_region(region).international_prefix,
+                    phonenumbers.PhoneMetadata.metadata_for_region(region).leading_digits)
+    if pattern
+})  # fmt: skip
+
+
+@settings(max_examples=2000, deadline=None)
+@given(pattern=st.sampled_from(_METADATA_PATTERNS), example=st.sampled_from(_EXAMPLES),
+       digits=st.text("0123456789", min_size=1, max_size=17), use_example=st.booleans(),
+       other=st.text("0123456789", min_size=17, max_size=17))  # fmt: skip
+def test_the_digits_a_pattern_verdict_depends_on_are_all_it_depends_on(
+    pattern, example, digits, use_example, other
+):
+    if use_example:
+        digits = phonenumbers.national_significant_number(example)
+    depth = phone_patterns.full_depth(pattern, digits)
+    if depth is not None:  # any other digits after those: the same verdict
+        changed = digits[:depth] + other[: len(digits) - depth]
+        assert bool(re.fullmatch(pattern, changed)) == bool(re.fullmatch(pattern, digits))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(pattern=st.sampled_from(_START_PATTERNS), digits=st.text("0123456789", min_size=1, max_size=17),
+       other=st.text("0123456789", min_size=17, max_size=17))  # fmt: skip
+def test_a_pattern_matched_at_the_start_reads_no_further_than_its_depth(pattern, digits, other):
+    depth = phone_patterns.start_depth(pattern)
+    if depth is not None:
+        found, changed = (
+            re.match(pattern, digits),
+            re.match(pattern, digits[:depth] + other[: max(0, len(digits) - depth)]),
+        )
+        assert (found and (found.span(), found.groups())) == (changed and (changed.span(), changed.groups()))
+
+
+def test_the_pattern_analysis_covers_the_metadata():
+    assert phone_patterns.ANALYSABLE
+    assert phone_patterns.full_depth(r"9\d{9}", "9123456789") == 1
+    assert phone_patterns.full_depth(r"(?:3(?:0[12]|4[1-35-79])|9)\d{7}", "3411234567") == 3
+    assert phone_patterns.full_depth(r"8\d{13}|[347-9]\d{9}", "12345") == 0  # no length-5 number at all
+    assert phone_patterns.start_depth("810") == 3 and phone_patterns.start_depth(r"\d+") is None
+    analysed = [
+        pattern for pattern in _METADATA_PATTERNS if phone_patterns.full_depth(pattern, "1" * 10) is not None
+    ]
+    assert len(analysed) > 0.9 * len(_METADATA_PATTERNS)
 
 
 @pytest.mark.parametrize("raw", ["+7 912 345-67-89", "8 (912) 345-67-89", "89123456789", "+79123456789",
