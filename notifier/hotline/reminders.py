@@ -41,9 +41,9 @@ def queue_stale_reminders(session: Session, config: Config, now: datetime | None
     step = config.hotline.stale_after
     for incident, latest in rows:
         periods = max(1, int((now - latest.created_at) / step)) if step.total_seconds() > 0 else 1
-        due = latest.created_at + periods * step
-        if incident.reminded_at is not None and incident.reminded_at >= max(latest.created_at, due):
-            continue  # already reminded in this period of the silence
+        reminded = incident.reminded_at
+        if reminded is not None and reminded >= latest.created_at and now - reminded < step:
+            continue  # reminded during this silence less than stale_after ago
         key = f"reminder:{incident.id}:{latest.id}" + (f":{periods}" if periods > 1 else "")
         queued += insert_rows(session, [message_row(
             kind="reminder", channel="email", recipient=config.notifier.oncall_email,

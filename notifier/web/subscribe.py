@@ -102,12 +102,12 @@ def _owner(request: Request, engine: EngineDep, token: str) -> tuple[Subscriber,
 
 
 def _preferences(request: Request, templates: TemplatesDep, token: str, found: tuple[Subscriber, bool] | None,
-                 state: str = "form", status_code: int = 200) -> Response:  # fmt: skip
+                 state: str = "form", status_code: int = 200, locale: str | None = None) -> Response:  # fmt: skip
     if found is None:
         return templates.TemplateResponse(request, "preferences.html", {"state": "invalid"}, status_code=404)
     subscriber, shared = found
     context: dict[str, Any] = {"state": state, "token": token, "s": subscriber, "shared": shared}
-    templates = templates_for(request, subscriber.locale)  # the subscriber's own language
+    templates = templates_for(request, locale or subscriber.locale)  # the subscriber's own language
     return templates.TemplateResponse(request, "preferences.html", context, status_code=status_code)
 
 
@@ -135,4 +135,5 @@ async def save_preferences(request: Request, token: str, templates: TemplatesDep
         else:
             raise UsageError("Choose Save or Unsubscribe from everything.")
     state = "unsubscribed" if action == "unsubscribe" else "saved"
-    return _preferences(request, templates, token, _owner(request, engine, token), state)
+    # "Saved" in the language the page was read in (the next letters follow the new choice).
+    return _preferences(request, templates, token, _owner(request, engine, token), state, locale=found[0].locale)
