@@ -3,16 +3,17 @@
 Two rows with different ``external_id`` and the same e-mail are two subscribers by the
 import's rules (the account number is the key), so that mailbox gets every letter twice.
 That is sometimes right (one accountant for two companies) and often a mistake, so the
-import imports both and warns, naming the lines. The rows seen are kept in a private
-temporary SQLite database on disk (``sqlite3.connect("")``), not in a dict: memory stays
-flat whatever the file's size, and one ``GROUP BY`` at the end finds the shared addresses.
+import imports both and warns, naming the lines. The rows seen are kept in small SQLite files
+on disk (one per process, in a directory the import makes and removes), not in a dict: memory
+stays flat whatever the file's size, and one ``GROUP BY`` at the end finds the shared addresses.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
-from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -40,40 +41,62 @@ class SharedMailbox:
 
 
 class SharedMailboxes:
-    """Collects (e-mail, account, line) of the clean rows; ``found()`` lists the shared e-mails."""
+    """Collects (e-mail, account, line) of the clean rows, each process in its own file of one
+    directory (the import's worker processes add what they validated); ``found()`` reads them all."""
 
-    def __init__(self) -> None:
-        self._db = sqlite3.connect("")  # "" = a temporary database on disk, removed on close
-        self._db.execute("PRAGMA journal_mode = OFF")
-        self._db.execute("PRAGMA synchronous = OFF")
-        self._db.execute(
-            "CREATE TABLE seen (email TEXT NOT NULL, account TEXT NOT NULL, line INTEGER NOT NULL)"
-        )
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self._db: sqlite3.Connection | None = None
 
-    def add(self, entries: Iterable[tuple[str, str, int]]) -> None:
+    def add(self, entries: list[tuple[str, str, int]]) -> None:
         """(lower-cased e-mail, account number, line) of clean rows that have both (the rows
         without an account number are matched by e-mail, so they cannot make a second subscriber)."""
+        if not entries:
+            return
+        if self._db is None:  # opened where it is used: a forked worker gets a file of its own
+            self._db = sqlite3.connect(self.directory / f"seen-{os.getpid()}.db")
+            self._db.execute("PRAGMA journal_mode = OFF")
+            self._db.execute("PRAGMA synchronous = OFF")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS seen (email TEXT NOT NULL, account TEXT NOT NULL, line INTEGER NOT NULL)"
+            )
         self._db.executemany("INSERT INTO seen VALUES (?, ?, ?)", entries)
+        self._db.commit()  # another process reads it at the end
 
     def found(self, limit: int) -> tuple[list[SharedMailbox], int]:
-        """The first ``limit`` shared e-mails (by the line they first appear on) and how many there are."""
-        self._db.execute(
-            "CREATE TEMP TABLE firsts AS SELECT email, account, min(line) AS line FROM seen GROUP BY email, account"
-        )
-        self._db.execute(
-            "CREATE TEMP TABLE shared AS SELECT email, min(line) AS line FROM firsts GROUP BY email HAVING count(*) > 1"
-        )
-        total = self._db.execute("SELECT count(*) FROM shared").fetchone()[0]
-        rows = self._db.execute(
-            "SELECT f.email, f.account, f.line FROM firsts f JOIN"
-            " (SELECT email, line FROM shared ORDER BY line LIMIT ?) s ON s.email = f.email"
-            " ORDER BY s.line, f.line",
-            (limit,),
-        ).fetchall()
+        """The first ``limit`` shared e-mails (by the line they first appear on) and how many there
+        are, across every process's file."""
+        self.close()
+        files = sorted(self.directory.glob("seen-*.db"))
+        if not files:
+            return [], 0
+        db = sqlite3.connect("")  # "" = a temporary database on disk, removed on close
+        try:
+            for n, path in enumerate(files):
+                db.execute(f"ATTACH DATABASE ? AS seen{n}", (str(path),))
+            every = " UNION ALL ".join(
+                f"SELECT email, account, line FROM seen{n}.seen" for n in range(len(files))
+            )
+            # One sort: an e-mail is shared when its rows name more than one account.
+            db.execute(
+                f"CREATE TEMP TABLE shared AS SELECT email, min(line) AS line FROM ({every})"
+                " GROUP BY email HAVING min(account) <> max(account)"
+            )
+            total = db.execute("SELECT count(*) FROM shared").fetchone()[0]
+            rows = db.execute(
+                f"SELECT e.email, e.account, min(e.line) AS first FROM ({every}) e JOIN"
+                " (SELECT email, line FROM shared ORDER BY line LIMIT ?) s ON s.email = e.email"
+                " GROUP BY e.email, e.account ORDER BY min(s.line), first",
+                (limit,),
+            ).fetchall()
+        finally:
+            db.close()
         by_email: dict[str, list[tuple[str, int]]] = {}
         for email, account, line in rows:
             by_email.setdefault(email, []).append((account, line))
         return [SharedMailbox(email, tuple(accounts)) for email, accounts in by_email.items()], total
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -142,13 +144,13 @@ def import_csv(
     if workers is None:
         big = (source.total or 0) > PARALLEL_FROM_BYTES
         workers = min(os.cpu_count() or 1, 4) if big else 1
-    mailboxes = SharedMailboxes()
+    mailboxes = SharedMailboxes(tempfile.mkdtemp(prefix="notifier-import-"))
     try:
         header = _header(source.name, source.header())
         errors = ErrorsWriter(errors_writer, header) if errors_writer is not None else None
         rules = RowRules(header, config)
         if workers > 1 and source.total is not None:
-            batches = _in_workers(source, rules, config, workers, batch_size)
+            batches = _in_workers(source, rules, config, (workers, batch_size), mailboxes)
         else:
             batches = _in_process(source, rules, batch_size)
         for batch in batches:
@@ -160,6 +162,7 @@ def import_csv(
     finally:
         source.close()
         mailboxes.close()
+        shutil.rmtree(mailboxes.directory, ignore_errors=True)
     report.bytes_read = report.bytes_total or report.bytes_read
     report.seconds = time.perf_counter() - started
     if on_progress:
@@ -229,31 +232,36 @@ def _in_process(source: CsvSource, rules: RowRules, batch_size: int) -> Iterator
 
 
 _worker_rules: RowRules | None = None
+_worker_mailboxes: SharedMailboxes | None = None
 
 
-def _start_worker(header: list[str], config: Config) -> None:
-    global _worker_rules
-    _worker_rules = RowRules(header, config)
+def _start_worker(header: list[str], config: Config, mailboxes: str) -> None:
+    global _worker_rules, _worker_mailboxes
+    _worker_rules, _worker_mailboxes = RowRules(header, config), SharedMailboxes(mailboxes)
 
 
 def _validate_range(path: str, where: Range) -> bytes:
-    """In a worker: read one range of the file on its own and validate it (``Batch.packed``)."""
-    assert _worker_rules is not None
+    """In a worker: read one range of the file on its own, validate it, note its e-mails under
+    account numbers (in the worker's own file) and send the rest back (``Batch.packed``)."""
+    assert _worker_rules is not None and _worker_mailboxes is not None
     batch = validate_rows(_worker_rules, range_records(path, where, len(_worker_rules.header)))
-    batch.end = where[1]
+    _worker_mailboxes.add(batch.shared)
+    batch.shared, batch.end = [], where[1]
     return batch.packed()
 
 
 def _in_workers(
-    source: CsvSource, rules: RowRules, config: Config, workers: int, batch_size: int
+    source: CsvSource, rules: RowRules, config: Config, sizes: tuple[int, int], mailboxes: SharedMailboxes
 ) -> Iterator[Batch]:
-    """Batches in file order, validated by ``workers`` processes that read the file's ranges
+    """Batches in file order, validated by worker processes that read the file's ranges
     themselves; at most two ranges per worker in flight (bounded memory)."""
+    workers, batch_size = sizes
     rest: Range | None = None
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(rules.header, config)
-    ) as pool:
+        workers, mp_context=context, initializer=_start_worker,
+        initargs=(rules.header, config, str(mailboxes.directory)),
+    ) as pool:  # fmt: skip
         pending: deque[Future[bytes]] = deque()
         for where in ranges(source.name, source.header_end, len(rules.header), batch_size,
                             give_up_after=GIVE_UP_AFTER):  # fmt: skip

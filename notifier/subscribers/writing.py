@@ -16,6 +16,7 @@ an update never touches ``status``. It validates nothing (``validation``).
 from __future__ import annotations
 
 import marshal
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from itertools import islice
@@ -28,6 +29,7 @@ from notifier.subscribers.validation import STORED
 
 _TABLE = Subscriber.__table__  # type: ignore[attr-defined]
 _LOOKUP_CHUNK = 2000  # values per IN list on SQLite
+_SQLITE_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{1,6})?")
 Row = tuple[Any, ...]  # STORED (and channels), as validation.RowRules gives it
 
 
@@ -137,11 +139,12 @@ def _last_per_id(updates: list[Row]) -> list[Row]:
 
 
 def _insert_new(connection: Connection, columns: tuple[str, ...], rows: list[Row], now: Any) -> None:
+    if not _SQLITE_TIME.fullmatch(now):  # our own clock's text, written into the statement once
+        raise ValueError(f"unexpected SQLite timestamp {now!r}")
     names = ", ".join((*columns, "status", "created_at", "updated_at"))
     marks = ", ".join("?" * len(columns))
-    tail = (now, now)
     connection.exec_driver_sql(
-        f"INSERT INTO subscriber ({names}) VALUES ({marks}, 'active', ?, ?)", [row + tail for row in rows]
+        f"INSERT INTO subscriber ({names}) VALUES ({marks}, 'active', '{now}', '{now}')", rows
     )
 
 
