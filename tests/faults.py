@@ -85,8 +85,10 @@ def mailing_config(directory: Path, database_url: str, smtp_port: int, **section
     """The shipped config with this scenario's SMTP port, no hotline targets, no status notices,
     small batches and a short heartbeat (a killed sender's messages come back within 2 s even
     if it were on another machine)."""
+    # One reader in five reads English and the scenarios resolve in Russian only: they get the
+    # Russian text rather than a held apology (the faults are about delivery, not translation).
     mailing = {"send_status_notices": False, "batch_size": 20, "heartbeat": "0.5s", "heartbeat_timeout": "2s",
-               **sections.pop("mailing", {})}  # fmt: skip
+               "fallback_locale": "ru", **sections.pop("mailing", {})}  # fmt: skip
     return mail_config(directory, database_url, smtp_port, mailing=mailing, **sections)
 
 

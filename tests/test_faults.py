@@ -24,7 +24,7 @@ import pytest
 
 from notifier.db import make_engine, read_session, write_session
 from notifier.delivery.sender import send_due
-from notifier.models import Message, Subscriber
+from notifier.models import Message, Subscriber, utcnow
 from tests.conftest import PG_BIN, free_port
 from tests.faults import (
     Mailing,
@@ -125,7 +125,7 @@ def test_smtp_server_down_then_back(engine, config, tmp_path) -> None:
     port = free_port()
     cfg = mailing_config(
         tmp_path / "cfg", config.notifier.database, port,
-        mailing={"retry_backoff": "1s", "retry_backoff_max": "1s"},
+        mailing={"retry_backoff": "8s", "retry_backoff_max": "8s"},  # longer than a send's start-up
     )  # fmt: skip
     mailing = prepare_mailing(engine, cfg, 30)
 
@@ -138,7 +138,8 @@ def test_smtp_server_down_then_back(engine, config, tmp_path) -> None:
 
     server = ScriptedSmtpServer().start(port=port)
     try:
-        time.sleep(1.1)  # the back-off
+        retry_at = max(m.not_before for m in mailing.messages().values() if m.state == "retry")
+        time.sleep(max(0.0, (retry_at - utcnow()).total_seconds()) + 0.2)  # the back-off
         up = asyncio.run(asyncio.wait_for(send_due(engine, cfg), 30))
         assert up.sent == 30 and up.failed == 0
         outcome = check_invariant(mailing, server.received)
