@@ -859,3 +859,31 @@ def test_an_import_by_worker_processes_is_the_import_of_one_process(engine, conf
                          report.shared_mailboxes, [w.accounts for w in report.warnings], stored))  # fmt: skip
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][4] > 20 and outcomes[0][1] > 20 and outcomes[0][7] == 1
+
+
+# The set-based upsert keeps the matching rules row by row -------------------------------------------
+
+
+def test_an_email_row_does_not_match_an_account_row_of_its_own_batch_but_of_an_earlier_one(
+    engine, config, tmp_path
+):
+    first = import_csv(engine, config, write_csv(tmp_path, HEADER, "ACC-1,A,x@example.org,,77,edo,ru",
+                                                 ",B,x@example.org,,77,edo,ru"))  # fmt: skip
+    assert (first.inserted, first.updated) == (2, 0)
+    again = import_csv(
+        engine, config, write_csv(tmp_path, HEADER, ",C,X@example.org,,77,edo,ru", name="2.csv")
+    )
+    assert (again.inserted, again.updated) == (0, 1)  # the stored subscriber without an account number
+    assert [(s.external_id, s.name) for s in all_subscribers(engine)] == [("ACC-1", "A"), (None, "C")]
+
+
+def test_two_rows_naming_one_subscriber_by_different_keys_both_count_and_the_later_wins(
+    engine, config, tmp_path
+):
+    import_csv(engine, config, write_csv(tmp_path, HEADER, ",S,s@example.org,+79120000001,77,edo,ru"))
+    path = write_csv(tmp_path, HEADER, ",By mail,s@example.org,,77,edo,ru", ",By phone,,+79120000001,66,edo,ru",
+                     name="2.csv")  # fmt: skip
+    report = import_csv(engine, config, path)
+    assert (report.inserted, report.updated, report.unchanged) == (0, 2, 0)
+    [s] = all_subscribers(engine)
+    assert (s.name, s.email, s.phone, s.region) == ("By phone", None, "+79120000001", "66")

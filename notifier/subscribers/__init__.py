@@ -7,8 +7,8 @@ One module per concern; this package root only re-exports the public names:
   ``RowError``;
 * ``importing``: ``import_csv`` for a CSV of any size in bounded memory (worker processes
   read and validate ranges of the file, one write transaction per batch) and its ``ImportReport``;
-* ``writing``: one validated ``Batch`` upserted by each database's fastest path (``executemany``
-  on SQLite, ``COPY`` on PostgreSQL);
+* ``writing``: validated ``Batch``es staged for the database (a SQLite image, PostgreSQL COPY
+  text) and upserted by a few set-based statements (``Writer``);
 * ``phones``: phone numbers to E.164, as ``phonenumbers`` reads them, with a cheaper path for
   the formats people type;
 * ``csv_files``: reading the file a line at a time, so that broken quoting costs only its own
@@ -53,7 +53,7 @@ from notifier.subscribers.validation import (
     normalise_email,
     normalise_phone,
 )
-from notifier.subscribers.writing import Batch, write_batch
+from notifier.subscribers.writing import Batch, Writer
 
 __all__ = [
     "COLUMNS",
@@ -69,6 +69,7 @@ __all__ = [
     "RowError",
     "RowRules",
     "SharedMailbox",
+    "Writer",
     "add_subscriber",
     "clean",
     "count_subscribers",
@@ -81,5 +82,4 @@ __all__ = [
     "spreadsheet_safe",
     "unsubscribe",
     "validate_rows",
-    "write_batch",
 ]

@@ -39,12 +39,11 @@ from typing import IO, Any
 from sqlalchemy.engine import Engine
 
 from notifier.config import Config
-from notifier.db import write_session
 from notifier.errors import UsageError
 from notifier.subscribers.csv_files import CsvSource, ErrorsWriter, Range, Record, range_records, ranges
 from notifier.subscribers.duplicates import SharedMailbox, SharedMailboxes
 from notifier.subscribers.validation import COLUMNS, OPTIONAL_COLUMNS, RowError, RowRules
-from notifier.subscribers.writing import Batch, row_key, write_batch
+from notifier.subscribers.writing import Batch, Writer
 
 KEPT_REJECTIONS = 20
 PARALLEL_FROM_BYTES = 4_000_000
@@ -145,16 +144,18 @@ def import_csv(
         big = (source.total or 0) > PARALLEL_FROM_BYTES
         workers = min(os.cpu_count() or 1, 4) if big else 1
     mailboxes = SharedMailboxes(tempfile.mkdtemp(prefix="notifier-import-"))
+    writer: Writer | None = None
     try:
         header = _header(source.name, source.header())
         errors = ErrorsWriter(errors_writer, header) if errors_writer is not None else None
         rules = RowRules(header, config)
+        writer = Writer(engine)
         if workers > 1 and source.total is not None:
-            batches = _in_workers(source, rules, config, (workers, batch_size), mailboxes)
+            batches = _in_workers(source, rules, config, (workers, batch_size), (mailboxes, writer.dialect))
         else:
             batches = _in_process(source, rules, batch_size)
         for batch in batches:
-            _record(engine, batch, report, errors, mailboxes)
+            _record(writer, batch, report, errors, mailboxes)
             report.bytes_read = batch.end if batch.end is not None else source.position
             if on_progress:
                 on_progress(report)
@@ -162,6 +163,8 @@ def import_csv(
     finally:
         source.close()
         mailboxes.close()
+        if writer is not None:
+            writer.close()
         shutil.rmtree(mailboxes.directory, ignore_errors=True)
     report.bytes_read = report.bytes_total or report.bytes_read
     report.seconds = time.perf_counter() - started
@@ -171,7 +174,7 @@ def import_csv(
 
 
 def _record(
-    engine: Engine,
+    writer: Writer,
     batch: Batch,
     report: ImportReport,
     errors: ErrorsWriter | None,
@@ -186,10 +189,8 @@ def _record(
             report.rejections.append(Rejection(line, reason, lines))
         if errors is not None:
             errors.write(fields, line, reason)
-    if batch.rows:
-        with write_session(engine) as session:
-            write_batch(session.connection(), batch, report)
     mailboxes.add(batch.shared)
+    writer.write(batch, report)
 
 
 # Validating batches: here, or in worker processes ------------------------------------------
@@ -213,15 +214,11 @@ def validate_rows(rules: RowRules, records: list[Record]) -> Batch:
             continue
         if row[0] and row[4]:
             batch.shared.append((row[4], row[0], line))
-        key = row_key(row)
+        key = row[0] or (("e", row[4]) if row[4] else ("p", row[5]))  # account, else e-mail, else phone
         if key in by_key:
             batch.superseded += 1
         by_key[key] = row
     batch.rows = list(by_key.values())
-    for row in batch.rows:
-        (batch.external_ids if row[0] else batch.email_keys if row[4] else batch.phones).append(
-            row[0] or row[4] or row[5]
-        )
     return batch
 
 
@@ -233,34 +230,46 @@ def _in_process(source: CsvSource, rules: RowRules, batch_size: int) -> Iterator
 
 _worker_rules: RowRules | None = None
 _worker_mailboxes: SharedMailboxes | None = None
+_worker_dialect = ""
 
 
-def _start_worker(header: list[str], config: Config, mailboxes: str) -> None:
-    global _worker_rules, _worker_mailboxes
-    _worker_rules, _worker_mailboxes = RowRules(header, config), SharedMailboxes(mailboxes)
+def _start_worker(header: list[str], config: Config, mailboxes: str, dialect: str) -> None:
+    global _worker_rules, _worker_mailboxes, _worker_dialect
+    _worker_rules, _worker_mailboxes, _worker_dialect = (
+        RowRules(header, config),
+        SharedMailboxes(mailboxes),
+        dialect,
+    )
 
 
 def _validate_range(path: str, where: Range) -> bytes:
     """In a worker: read one range of the file on its own, validate it, note its e-mails under
-    account numbers (in the worker's own file) and send the rest back (``Batch.packed``)."""
+    account numbers (in the worker's own file), stage its rows for the database and send the
+    rest back (``Batch.packed``)."""
     assert _worker_rules is not None and _worker_mailboxes is not None
     batch = validate_rows(_worker_rules, range_records(path, where, len(_worker_rules.header)))
     _worker_mailboxes.add(batch.shared)
     batch.shared, batch.end = [], where[1]
+    batch.stage(_worker_dialect)
     return batch.packed()
 
 
 def _in_workers(
-    source: CsvSource, rules: RowRules, config: Config, sizes: tuple[int, int], mailboxes: SharedMailboxes
+    source: CsvSource,
+    rules: RowRules,
+    config: Config,
+    sizes: tuple[int, int],
+    into: tuple[SharedMailboxes, str],
 ) -> Iterator[Batch]:
-    """Batches in file order, validated by worker processes that read the file's ranges
-    themselves; at most two ranges per worker in flight (bounded memory)."""
+    """Batches in file order, validated (and staged for the ``into`` database) by worker processes
+    that read the file's ranges themselves; at most two ranges per worker in flight (bounded memory)."""
     workers, batch_size = sizes
+    mailboxes, dialect = into
     rest: Range | None = None
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_start_worker,
-        initargs=(rules.header, config, str(mailboxes.directory)),
+        initargs=(rules.header, config, str(mailboxes.directory), dialect),
     ) as pool:  # fmt: skip
         pending: deque[Future[bytes]] = deque()
         for where in ranges(source.name, source.header_end, len(rules.header), batch_size,
