@@ -4,7 +4,9 @@ Owns turning CLI options into library calls' arguments (times, durations, bounde
 each mistake one ``UsageError`` line naming the option) and printing results: whatever is
 printed goes through ``notifier.characters.for_terminal``, so no stored name or title can
 send a terminal control sequence or reverse a line. The work itself is done by the domain
-modules.
+modules. Nothing heavy is imported here at import time (pydantic, SQLAlchemy, Babel, rich):
+typer builds ``notifier --help`` from the commands' signatures alone, so each command imports
+what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -14,17 +16,16 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from sqlalchemy.engine import Engine
 
-from notifier.characters import for_terminal
-from notifier.config import Config, load_config, parse_duration
-from notifier.db import check_schema, make_engine
 from notifier.errors import UsageError
-from notifier.wording import operator_zone
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from notifier.config import Config
 
 # Earliest and latest times an option may name: an incident that started before 1970 is a
 # typo, and far-off years overflow when moved to UTC or to a region's time zone.
@@ -37,11 +38,28 @@ _JSON_UNSAFE = str.maketrans({code: f"\\u{code:04x}" for code in
                                *range(0x202a, 0x202f), *range(0x2066, 0x206a)]})  # fmt: skip
 
 
-class TerminalConsole(Console):
-    """A rich Console whose printed strings cannot carry control or direction characters."""
+class TerminalConsole:
+    """A rich Console, made on first use, whose printed strings cannot carry control or
+    direction characters (``characters.for_terminal``)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Any = None
+
+    def _get(self) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
-        super().print(*(for_terminal(o) if isinstance(o, str) else o for o in objects), **kwargs)
+        from notifier.characters import for_terminal
+
+        self._get().print(*(for_terminal(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
 
 
 console = TerminalConsole(highlight=False, soft_wrap=True)
@@ -59,16 +77,22 @@ class AppState:
     @property
     def config(self) -> Config:
         if self._config is None:
+            from notifier.config import load_config
+
             self._config = load_config(self.config_path)
         return self._config
 
     @property
     def zone(self) -> tzinfo:
         """The operator's time zone: ``[notifier].operator_timezone``, else this machine's."""
+        from notifier.wording import operator_zone
+
         return operator_zone(self.config.notifier.operator_timezone)
 
     def engine(self, *, check: bool = True) -> Engine:
         if self._engine is None:
+            from notifier.db import check_schema, make_engine
+
             self._engine = make_engine(self.config.database_url)
             if check:
                 check_schema(self._engine)
@@ -116,6 +140,8 @@ def parse_time(value: str | None, option: str, zone: tzinfo | None = None) -> da
     operator's: ``AppState.zone``; None: this machine's)."""
     if value is None:
         return None
+    from notifier.wording import operator_zone
+
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         if parsed.tzinfo is None:
@@ -132,6 +158,8 @@ def parse_time(value: str | None, option: str, zone: tzinfo | None = None) -> da
 
 def parse_interval(value: str, option: str, *, at_most: timedelta | None = None) -> timedelta:
     """A duration from the command line (``2h``, ``30m``, ``1d``), no longer than ``at_most``."""
+    from notifier.config import parse_duration
+
     try:
         interval = parse_duration(value)
     except ValueError as exc:

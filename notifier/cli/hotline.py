@@ -10,11 +10,10 @@ from __future__ import annotations
 import getpass
 import os
 from datetime import datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING
 
 import typer
 
-from notifier import hotline
-from notifier.characters import display_email
 from notifier.cli import app
 from notifier.cli.common import (
     MAX_ID,
@@ -26,9 +25,10 @@ from notifier.cli.common import (
     print_json,
     state,
 )
-from notifier.db import read_session, write_session
 from notifier.errors import CallbackNotFound
-from notifier.models import Subscriber, utcnow
+
+if TYPE_CHECKING:
+    from notifier import hotline
 
 hotline_app = typer.Typer(
     help="What to tell callers, who they are, and the calls they made.", no_args_is_help=True
@@ -73,6 +73,8 @@ def script_(
 
     Example: notifier hotline script --region 66
     """
+    from notifier import hotline
+    from notifier.db import read_session
     st = state(ctx)
     with read_session(st.engine()) as session:
         entries = hotline.script(session, st.config, incident_id, region=region, locale=locale)
@@ -105,6 +107,8 @@ def lookup(
 
     Example: notifier hotline lookup "8 (912) 345-67-89"
     """
+    from notifier import hotline
+    from notifier.db import read_session
     st = state(ctx)
     with read_session(st.engine()) as session:
         found = hotline.lookup(session, st.config, query, locale=locale)
@@ -125,6 +129,7 @@ def lookup(
 
 
 def _print_caller(info: hotline.CallerInfo, zone: tzinfo) -> None:
+    from notifier.characters import display_email
     s = info.subscriber
     _say(f"{s.name or '(no name)'} — account {s.external_id or '—'}, {display_email(s.email) or 'no e-mail'}, "
          f"{s.phone or 'no phone'}, region {s.region}, {s.status}")  # fmt: skip
@@ -178,6 +183,10 @@ def log(
 
     Example: notifier hotline log --subscriber ACC-000123 --note "Отчёт не уходит" --callback-in 2h
     """
+    from notifier import hotline
+    from notifier.characters import display_email
+    from notifier.db import write_session
+    from notifier.models import Subscriber, utcnow
     interval = (
         parse_interval(callback_in, "--callback-in", at_most=CALLBACK_WITHIN)
         if callback_in is not None
@@ -223,6 +232,10 @@ def callbacks(
 
     Example: notifier callbacks --overdue
     """
+    from notifier import hotline
+    from notifier.characters import display_email
+    from notifier.db import read_session
+    from notifier.models import utcnow
     if ctx.invoked_subcommand is not None:
         return
     st = state(ctx)
@@ -263,6 +276,9 @@ def done(
 
     Example: notifier callbacks done 3 --outcome "Перезвонили, отчёт ушёл"
     """
+    from notifier import hotline
+    from notifier.db import write_session
+    from notifier.models import utcnow
     if not 1 <= callback_id <= MAX_ID:
         raise CallbackNotFound(callback_id)
     st = state(ctx)

@@ -9,11 +9,10 @@ without one (``[notifier].operator_timezone``, else this machine's).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from notifier import incidents
 from notifier.cli import app
 from notifier.cli.common import (
     TIME_HELP,
@@ -25,10 +24,10 @@ from notifier.cli.common import (
     state,
     thousands,
 )
-from notifier.config import Config
-from notifier.db import read_session, write_session
-from notifier.incidents import StepResult
-from notifier.rendering import Renderer
+
+if TYPE_CHECKING:
+    from notifier.config import Config
+    from notifier.incidents import StepResult
 
 incident_app = typer.Typer(
     help="Declare, update, widen, resolve and inspect incidents.", no_args_is_help=True
@@ -49,6 +48,7 @@ def _english(**fields: str | None) -> dict[str, dict[str, str | None]]:
 
 
 def _step_json(result: StepResult, **extra: Any) -> dict[str, Any]:
+    from notifier import incidents
     return {
         **incidents.as_dict(result.incident),
         "affected": result.affected,
@@ -70,6 +70,7 @@ def _say_untranslated(result: StepResult) -> None:
 def _templates_ready(config: Config, *kinds: str) -> None:
     """Refuse to queue anything while a template this step needs is broken (every command that
     queues messages calls it first: declare, update, scope, resolve, edit)."""
+    from notifier.rendering import Renderer
     needed = [k for k in kinds if k != "status" or config.mailing.send_status_notices]
     if "hotline" in needed and not config.hotline.targets:
         needed.remove("hotline")
@@ -108,6 +109,8 @@ def declare(
     --region 66 --region 54 --service tax-reporting --severity major --message "Ищем причину"
     --message-en "Looking for the cause" --by ivanov
     """
+    from notifier import incidents
+    from notifier.db import write_session
     st = state(ctx)
     _templates_ready(st.config, "status", "hotline")
     with write_session(st.engine()) as session:
@@ -144,6 +147,8 @@ def update(
     Example: notifier incident update INC-1 --status identified --message "Отказал сервер БД, переключаем на резерв"
     --message-en "A database server failed; switching to the standby"
     """
+    from notifier import incidents
+    from notifier.db import write_session
     st = state(ctx)
     _templates_ready(st.config, "status", "hotline")
     with write_session(st.engine()) as session:
@@ -169,6 +174,8 @@ def scope(
 
     Example: notifier incident scope INC-1 --add-region 74
     """
+    from notifier import incidents
+    from notifier.db import write_session
     st = state(ctx)
     _templates_ready(st.config, "status", "hotline")
     with write_session(st.engine()) as session:
@@ -218,6 +225,8 @@ def resolve(
     --measures "Перевели базу на новый кластер с резервной копией" --cause-en "A disk array failed"
     --measures-en "The database moved to a new cluster with a standby copy" --by ivanov
     """
+    from notifier import incidents
+    from notifier.db import write_session
     st = state(ctx)
     _templates_ready(st.config, "apology", "hotline")
     with write_session(st.engine()) as session:
@@ -263,6 +272,8 @@ def edit(
     Example: notifier incident edit INC-1 --title-en "Reports were not sent" --cause-en "A database server failed"
     --measures-en "A new cluster with a standby"
     """
+    from notifier import incidents
+    from notifier.db import write_session
     st = state(ctx)
     _templates_ready(st.config, "apology")
     with write_session(st.engine()) as session:
@@ -292,6 +303,8 @@ def list_(
 
     Example: notifier incident list --open
     """
+    from notifier import incidents
+    from notifier.db import read_session
     st = state(ctx)
     with read_session(st.engine()) as session:
         found = incidents.list_incidents(session, open_only=open_only)
@@ -319,6 +332,8 @@ def show(
 
     Example: notifier incident show INC-1
     """
+    from notifier import incidents
+    from notifier.db import read_session
     st = state(ctx)
     with read_session(st.engine()) as session:
         incident = incidents.get(session, incident_id)

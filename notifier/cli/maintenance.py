@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from notifier import maintenance
 from notifier.cli import app
 from notifier.cli.common import console, parse_time, print_json, state, thousands
-from notifier.config import Config
-from notifier.db import read_session, write_session
 from notifier.errors import UsageError
-from notifier.maintenance import MaintenanceStep
-from notifier.models import Maintenance, utcnow
-from notifier.rendering import PLANNED_KINDS, Renderer
+
+if TYPE_CHECKING:
+    from notifier.config import Config
+    from notifier.maintenance import MaintenanceStep
+    from notifier.models import Maintenance
 
 maintenance_app = typer.Typer(
     help="Announce planned work to the people it affects: reminders, start and end notices.", no_args_is_help=True
@@ -28,6 +27,7 @@ REF = typer.Argument(..., metavar="ID", help="maintenance id, e.g. MNT-3")
 
 def _ready(config: Config) -> None:
     """Refuse to queue anything while a template of planned work is broken."""
+    from notifier.rendering import PLANNED_KINDS, Renderer
     Renderer(config).ensure_ready([kind for kind in PLANNED_KINDS if kind != "subscription_confirm"])
 
 
@@ -39,6 +39,8 @@ def _time(value: str, option: str) -> Any:
 
 
 def as_dict(item: Maintenance, **extra: Any) -> dict[str, Any]:
+    from notifier import maintenance
+    from notifier.models import utcnow
     now = utcnow()
     return {
         "id": item.ref, "title": item.title, "message": item.message, "regions": item.regions,
@@ -75,6 +77,8 @@ def schedule(
     Example: notifier maintenance schedule --title "Обновление сервера БД" --region 66 --service tax-reporting
     --starts 2027-03-03T02:00+05:00 --ends 2027-03-03T04:00+05:00 --message "Отчёты уйдут после работ"
     """
+    from notifier import maintenance
+    from notifier.db import write_session
     st = state(ctx)
     _ready(st.config)
     with write_session(st.engine()) as session:
@@ -94,6 +98,8 @@ def reschedule(
 
     Example: notifier maintenance reschedule MNT-1 --starts 2027-03-10T02:00+05:00 --ends 2027-03-10T04:00+05:00
     """
+    from notifier import maintenance
+    from notifier.db import write_session
     st = state(ctx)
     _ready(st.config)
     with write_session(st.engine()) as session:
@@ -111,6 +117,8 @@ def extend(
 
     Example: notifier maintenance extend MNT-1 --ends 2027-03-03T06:00+05:00
     """
+    from notifier import maintenance
+    from notifier.db import write_session
     st = state(ctx)
     _ready(st.config)
     with write_session(st.engine()) as session:
@@ -124,6 +132,8 @@ def cancel(ctx: typer.Context, ref: str = REF, by: str = BY, as_json: bool = JSO
 
     Example: notifier maintenance cancel MNT-1
     """
+    from notifier import maintenance
+    from notifier.db import write_session
     st = state(ctx)
     _ready(st.config)
     with write_session(st.engine()) as session:
@@ -137,6 +147,8 @@ def complete(ctx: typer.Context, ref: str = REF, by: str = BY, as_json: bool = J
 
     Example: notifier maintenance complete MNT-1
     """
+    from notifier import maintenance
+    from notifier.db import write_session
     st = state(ctx)
     _ready(st.config)
     with write_session(st.engine()) as session:
@@ -150,6 +162,9 @@ def list_(ctx: typer.Context, as_json: bool = JSON) -> None:
 
     Example: notifier maintenance list --json
     """
+    from notifier import maintenance
+    from notifier.db import read_session
+    from notifier.models import utcnow
     st = state(ctx)
     with read_session(st.engine()) as session:
         items = maintenance.list_maintenance(session)
@@ -171,6 +186,9 @@ def show(ctx: typer.Context, ref: str = REF, as_json: bool = JSON) -> None:
 
     Example: notifier maintenance show MNT-1
     """
+    from notifier import maintenance
+    from notifier.db import read_session
+    from notifier.models import utcnow
     st = state(ctx)
     with read_session(st.engine()) as session:
         item = maintenance.get(session, ref)

@@ -8,19 +8,16 @@ from typing import Any
 
 import typer
 
-from notifier import incidents, outbox, reports
 from notifier.cli import app
 from notifier.cli.common import console, local_time, print_json, state, thousands
-from notifier.db import read_session
-from notifier.models import MESSAGE_STATES
-from notifier.outbox import pauses
-from notifier.outbox.sms import SMS_STATES, sms_counts
-from notifier.wording import format_duration
 
 JSON = typer.Option(False, "--json", help="print one JSON object")
 
 
-def _table(counts: dict[str, dict[str, int]], vocabulary: tuple[str, ...] = MESSAGE_STATES) -> list[str]:
+def _table(counts: dict[str, dict[str, int]], vocabulary: tuple[str, ...] | None = None) -> list[str]:
+    from notifier.models import MESSAGE_STATES
+
+    vocabulary = vocabulary or MESSAGE_STATES
     states = [s for s in vocabulary if any(s in row for row in counts.values())]
     lines = [f"{'kind':<12}" + "".join(f"{s:>11}" for s in states)]
     for kind in sorted(counts):
@@ -38,6 +35,10 @@ def outbox_(
 
     Example: notifier outbox INC-1 --json
     """
+    from notifier import incidents, outbox
+    from notifier.db import read_session
+    from notifier.outbox import pauses
+    from notifier.outbox.sms import SMS_STATES, sms_counts
     st = state(ctx)
     engine = st.engine()
     with read_session(engine) as session:
@@ -72,6 +73,10 @@ def report(
 
     Example: notifier report INC-1
     """
+    from notifier import reports
+    from notifier.db import read_session
+    from notifier.outbox.sms import SMS_STATES
+    from notifier.wording import format_duration
     st = state(ctx)
     with read_session(st.engine()) as session:
         data = reports.incident_report(session, incident_id, st.config)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from notifier.cli import app
 from notifier.cli.common import console, err_console, print_json, state, thousands
-from notifier.delivery.sender import SendReport, send_due
+
+if TYPE_CHECKING:
+    from notifier.delivery.sender import SendReport
 
 
 @app.command("send")
@@ -26,6 +27,11 @@ def send(
     messages taken back at once, one on another machine after [mailing].heartbeat_timeout.
     Example: notifier send
     """
+    import asyncio
+
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    from notifier.delivery.sender import send_due
     st = state(ctx)
     engine, config = st.engine(), st.config
 

@@ -7,7 +7,6 @@ started its scheduler and then found it cannot listen. uvicorn serves on that so
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import logging
@@ -45,6 +44,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
 def _web_runner(config: Any, engine: Any, sock: socket.socket) -> Any:
     """uvicorn in the daemon's own loop, on the socket bound already; the daemon, not uvicorn,
     handles signals."""
+    import asyncio
+
     try:
         import uvicorn
 

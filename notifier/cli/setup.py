@@ -6,7 +6,6 @@ import typer
 
 from notifier.cli import app
 from notifier.cli.common import console, print_json, state
-from notifier.db import upgrade
 
 
 @app.command("init")
@@ -17,6 +16,7 @@ def init(
 
     Example: notifier --config config.toml init
     """
+    from notifier.db import upgrade
     st = state(ctx)
     config = st.config
     before, after = upgrade(st.engine(check=False))

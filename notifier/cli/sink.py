@@ -6,12 +6,15 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from notifier.cli import app
 from notifier.errors import UsageError
-from notifier.sink import ReceivedMessage, Sink
+
+if TYPE_CHECKING:
+    from notifier.sink import ReceivedMessage
 
 
 def _print_line(message: ReceivedMessage) -> None:
@@ -35,6 +38,7 @@ def sink(
 
     Example: notifier sink --port 1025 --dir mail/
     """
+    from notifier.sink import Sink
     server = Sink(directory, host=host, port=port, on_message=None if quiet else _print_line)
     try:
         server.start()

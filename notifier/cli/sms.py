@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import typer
 
-from notifier import incidents, subscribers
 from notifier.cli import app
 from notifier.cli.common import console, print_json, state
-from notifier.db import read_session, write_session
 from notifier.errors import UsageError
-from notifier.models import utcnow
-from notifier.outbox import sms
 
 sms_app = typer.Typer(help="SMS: release a held mailing, refused numbers.", no_args_is_help=True)
 app.add_typer(sms_app, name="sms")
@@ -32,6 +28,9 @@ def release(
 
     Example: notifier sms release INC-3 --kind apology
     """
+    from notifier import incidents
+    from notifier.db import write_session
+    from notifier.outbox import sms
     if kind is not None and kind not in ("status", "apology"):
         raise UsageError(f"--kind must be status or apology, not {kind!r}")
     st = state(ctx)
@@ -51,6 +50,8 @@ def refused(ctx: typer.Context, as_json: bool = JSON) -> None:
 
     Example: notifier sms refused --json
     """
+    from notifier.db import read_session
+    from notifier.outbox import sms
     st = state(ctx)
     with read_session(st.engine()) as session:
         found = sms.refused_numbers(session)
@@ -73,6 +74,10 @@ def allow(
 
     Example: notifier sms allow ACC-1001
     """
+    from notifier import subscribers
+    from notifier.db import write_session
+    from notifier.models import utcnow
+    from notifier.outbox import sms
     st = state(ctx)
     with write_session(st.engine()) as session:
         subscriber = subscribers.get_one(session, st.config, key)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from notifier import subscriptions
 from notifier.cli.common import bounded, console, print_json, state
 from notifier.cli.subscribers import subscribers_app
-from notifier.db import read_session
 
 
 @subscribers_app.command("stats")
@@ -20,6 +18,8 @@ def stats(
 
     Example: notifier subscribers stats --weeks 12
     """
+    from notifier import subscriptions
+    from notifier.db import read_session
     weeks = bounded(weeks, "--weeks", 1, 520)
     st = state(ctx)
     with read_session(st.engine()) as session:

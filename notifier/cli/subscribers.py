@@ -11,22 +11,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from notifier import subscribers
-from notifier.characters import display_email
 from notifier.cli import app
 from notifier.cli.common import bounded, console, print_json, state, thousands
-from notifier.config import Config
-from notifier.db import read_session, write_session
 from notifier.errors import UsageError
-from notifier.models import Subscriber
-from notifier.subscribers import ImportReport
-from notifier.subscribers.csv_files import is_errors_file
-from notifier.subscribers.lookup import count_found
+
+if TYPE_CHECKING:
+    from notifier.config import Config
+    from notifier.models import Subscriber
+    from notifier.subscribers import ImportReport
 
 FIND_LIMIT = 50  # subscribers.find's default: more are counted, not shown
 
@@ -36,7 +32,7 @@ subscribers_app = typer.Typer(
 app.add_typer(subscribers_app, name="subscribers")
 
 JSON = typer.Option(False, "--json", help="print one JSON object")
-SHOWN_REJECTIONS = subscribers.KEPT_REJECTIONS
+SHOWN_REJECTIONS = 20  # the first rejections printed (the import keeps as many: KEPT_REJECTIONS)
 MAX_LISTED = 100_000
 
 
@@ -51,6 +47,7 @@ def subscriber_dict(s: Subscriber) -> dict[str, Any]:
 
 
 def _line(s: Subscriber) -> str:
+    from notifier.characters import display_email
     contact = " ".join(part for part in (display_email(s.email), s.phone) if part)
     channels = f" via {'+'.join(s.channel_list)}" if s.channel_list else ""
     return (
@@ -96,6 +93,7 @@ def import_(
 
     Example: notifier subscribers import clients.csv --errors rejected.csv
     """
+    from notifier import subscribers
     st = state(ctx)
     engine, config = st.engine(), st.config
     batch_size = bounded(batch_size, "--batch-size", 1, 1_000_000)
@@ -166,6 +164,7 @@ def _open_errors_file(errors: Path, file: Path, config: Config, *, force: bool) 
 
 
 def _earlier_errors_file(path: Path) -> bool:
+    from notifier.subscribers.csv_files import is_errors_file
     try:
         with path.open(encoding="utf-8", errors="replace", newline="") as existing:
             return is_errors_file(existing.readline(4096))
@@ -174,6 +173,9 @@ def _earlier_errors_file(path: Path) -> bool:
 
 
 def _import_with_bar(engine: Any, config: Any, file: Path, batch_size: int, errors_file: Any) -> ImportReport:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from notifier import subscribers
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -212,6 +214,8 @@ def add(
     Example: notifier subscribers add --external-id ACC-1001 --name "ООО Ромашка" --email info@romashka.example
     --phone "8 912 345-67-89" --region 66 --service tax-reporting
     """
+    from notifier import subscribers
+    from notifier.db import write_session
     st = state(ctx)
     with write_session(st.engine()) as session:
         subscriber = subscribers.add_subscriber(
@@ -238,6 +242,8 @@ def list_(
 
     Example: notifier subscribers list --region 66 --service tax-reporting --limit 20
     """
+    from notifier import subscribers
+    from notifier.db import read_session
     limit = bounded(limit, "--limit", 1, MAX_LISTED)
     offset = bounded(offset, "--offset", 0, 2**62)
     st = state(ctx)
@@ -266,6 +272,8 @@ def count(
 
     Example: notifier subscribers count --region 66 --region 54 --service tax-reporting --json
     """
+    from notifier import subscribers
+    from notifier.db import read_session
     st = state(ctx)
     for code in region:
         if code not in st.config.regions:
@@ -291,6 +299,9 @@ def find(
 
     Example: notifier subscribers find "8 (912) 345-67-89"
     """
+    from notifier import subscribers
+    from notifier.db import read_session
+    from notifier.subscribers.lookup import count_found
     st = state(ctx)
     with read_session(st.engine()) as session:
         found = subscribers.find(session, st.config, query)
@@ -317,6 +328,8 @@ def unsubscribe(
 
     Example: notifier subscribers unsubscribe ACC-1001
     """
+    from notifier import subscribers
+    from notifier.db import write_session
     st = state(ctx)
     with write_session(st.engine()) as session:
         subscriber = subscribers.unsubscribe(session, key, config=st.config)

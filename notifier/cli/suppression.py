@@ -13,7 +13,6 @@ import typer
 
 from notifier.cli.common import console, print_json, state
 from notifier.cli.subscribers import subscriber_dict, subscribers_app
-from notifier.db import read_session, write_session
 
 JSON = typer.Option(False, "--json", help="print one JSON object")
 
@@ -42,6 +41,7 @@ def suppressed(
     Example: notifier subscribers suppressed --reason bounced
     """
     from notifier.bounces import suppression
+    from notifier.db import read_session
 
     st = state(ctx)
     with read_session(st.engine()) as session:
@@ -75,6 +75,7 @@ def unsuppress(
     """
     from notifier import subscribers
     from notifier.bounces import suppression
+    from notifier.db import write_session
 
     st = state(ctx)
     with write_session(st.engine()) as session:

@@ -8,21 +8,20 @@ Thin wrappers over ``notifier.rendering``; the subscriber is found by any key
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from sqlalchemy import select
-from sqlmodel import Session
 
-from notifier import incidents, segments, subscribers, tokens
 from notifier.cli import app
 from notifier.cli.common import console, err_console, state
-from notifier.config import LOCALES, Config
-from notifier.db import read_session
 from notifier.errors import UsageError
-from notifier.models import AudienceMember, Subscriber, Update
-from notifier.rendering import KINDS, SMS_KINDS, Renderer
-from notifier.samples import sample_subscriber
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+if TYPE_CHECKING:
+    from notifier.config import Config
+    from notifier.models import Subscriber, Update
 
 templates_app = typer.Typer(help="Check the notification templates.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
@@ -34,6 +33,7 @@ def check(ctx: typer.Context) -> None:
 
     Example: notifier templates check
     """
+    from notifier.rendering import Renderer
     renderer = Renderer(state(ctx).config)
     issues = renderer.check()
     if issues:
@@ -44,6 +44,9 @@ def check(ctx: typer.Context) -> None:
 
 
 def _latest_status_update(session: Session, incident_id: int) -> Update | None:
+    from sqlalchemy import select
+
+    from notifier.models import Update
     query = (
         select(Update)
         .where(Update.incident_id == incident_id, Update.kind.in_(("declared", "update")))  # type: ignore[attr-defined]
@@ -55,6 +58,7 @@ def _latest_status_update(session: Session, incident_id: int) -> Update | None:
 
 def _unsubscribe_url(config: Config, reader: Subscriber) -> str:
     """The subscriber's real link when the secret is set (a sample subscriber has no id)."""
+    from notifier import tokens
     secret = os.environ.get(config.notifier.secret_env, "")
     if reader.id is None or len(secret) < 16:
         return f"{config.notifier.public_base_url}/unsubscribe/PREVIEW"
@@ -80,6 +84,12 @@ def preview(
 
     Example: notifier preview INC-1 --kind apology --subscriber ACC-000123
     """
+    from notifier import incidents, subscribers
+    from notifier.config import LOCALES
+    from notifier.db import read_session
+    from notifier.models import AudienceMember
+    from notifier.rendering import KINDS, SMS_KINDS, Renderer
+    from notifier.samples import sample_subscriber
     if kind not in KINDS:
         raise UsageError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if channel not in ("email", "sms"):
@@ -128,6 +138,8 @@ def preview(
 
 def _preview_sms(config: Config, kind: str, incident: Any, locale: str, reader: Subscriber, update: Any) -> None:
     """The SMS and what it costs: ``Segments: 2 segments, UCS-2 (…)``, then the text."""
+    from notifier import segments
+    from notifier.rendering import Renderer
     signable = reader.id is not None and len(os.environ.get(config.notifier.secret_env, "")) >= 16
     # A real subscriber's link when it can be signed (None: the renderer signs it), else a placeholder.
     letter = None if signable else f"{config.notifier.public_base_url}/letters/{incident.id}/PREVIEW"

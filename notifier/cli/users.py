@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from notifier import users
 from notifier.cli import app
 from notifier.cli.common import console, print_json, state
-from notifier.db import read_session, write_session
 
 users_app = typer.Typer(help="Support-console users: add, list, disable.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
@@ -28,6 +26,8 @@ def add(
 
     Example: notifier users add ivanov --locale en
     """
+    from notifier import users
+    from notifier.db import write_session
     with write_session(state(ctx).engine()) as session:
         user, token = users.add(session, name, locale=locale)
     if as_json:
@@ -43,6 +43,8 @@ def list_(ctx: typer.Context, as_json: bool = JSON) -> None:
 
     Example: notifier users list
     """
+    from notifier import users
+    from notifier.db import read_session
     with read_session(state(ctx).engine()) as session:
         found = users.list_users(session)
     if as_json:
@@ -61,6 +63,8 @@ def disable(ctx: typer.Context, name: str = typer.Argument(..., help="user name"
 
     Example: notifier users disable ivanov
     """
+    from notifier import users
+    from notifier.db import write_session
     with write_session(state(ctx).engine()) as session:
         user = users.disable(session, name)
     console.print(f"Disabled console user {user.name}.", markup=False)
