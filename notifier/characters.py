@@ -87,22 +87,21 @@ def suspicious(value: str) -> bool:
 
 
 # The printable characters (str.isprintable) that the rules above refuse or strip are all at or
-# above this one but U+034F (the combining grapheme joiner); tests/test_subscribers.py
-# checks it against the whole Unicode range of this Python.
+# above U+115F but U+034F (the combining grapheme joiner); tests/test_subscribers.py checks it
+# against the whole Unicode range of this Python.
 _FIRST_PRINTABLE_HIDDEN_ABOVE_034F = "\u115f"
+_MAYBE_PRINTABLE_HIDDEN_RE = re.compile(f"[\u034f{_FIRST_PRINTABLE_HIDDEN_ABOVE_034F}-\U0010ffff]")
 
 
 def plain(value: str) -> bool:
     """True when ``value`` is printable (``str.isprintable``: no control, format, separator,
     surrogate or unassigned character) and holds nothing ``suspicious`` would flag: then no rule
-    here has anything to say about it. Three C-speed string checks for the usual row (letters,
-    digits, punctuation of any script below U+115F); the regex only for the rest."""
+    here has anything to say about it. C-speed checks for the usual row (letters, digits and
+    punctuation of any script below U+115F); the whole rule only for the rest."""
     if not value.isprintable():
         return False
-    if value.isascii():
+    if value.isascii() or _MAYBE_PRINTABLE_HIDDEN_RE.search(value) is None:
         return True
-    if max(value) < _FIRST_PRINTABLE_HIDDEN_ABOVE_034F:
-        return "\u034f" not in value
     return _UNSHOWABLE_RE.search(value) is None
 
 

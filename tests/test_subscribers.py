@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import sys
 import uuid
@@ -22,7 +23,7 @@ from notifier import characters, subscribers
 from notifier.db import read_session, write_session
 from notifier.errors import SubscriberNotFound, UsageError
 from notifier.models import Subscriber
-from notifier.subscribers import ImportReport, csv_files, import_csv, phone_patterns, phones
+from notifier.subscribers import ImportReport, SharedMailboxes, csv_files, import_csv, phone_patterns, phones
 
 HEADER = "external_id,name,email,phone,region,services,locale"
 GOOD_1 = "ACC-1,Иванов Иван,ivanov@example.org,+79123456701,77,tax-reporting,ru"
@@ -887,3 +888,22 @@ def test_two_rows_naming_one_subscriber_by_different_keys_both_count_and_the_lat
     assert (report.inserted, report.updated, report.unchanged) == (0, 2, 0)
     [s] = all_subscribers(engine)
     assert (s.name, s.email, s.phone, s.region) == ("By phone", None, "+79120000001", "66")
+
+
+def test_shared_mailboxes_are_found_across_the_files_of_several_processes(tmp_path):
+    mailboxes = SharedMailboxes(tmp_path)
+    mailboxes.add(
+        [(f"m{n}@example.org", f"A{n}", 10 + n) for n in range(40)] + [("solo@example.org", "S", 5)]
+    )
+    mailboxes.close()
+    (tmp_path / f"seen-{os.getpid()}.db").rename(tmp_path / "seen-1.db")  # as if another process wrote it
+    mailboxes.add(
+        [(f"m{n}@example.org", f"B{n}", 100 - n) for n in range(0, 40, 2)] + [("m1@example.org", "A1", 99)]
+    )
+    found, total = mailboxes.found(3)
+    assert total == 20  # m0, m2, … m38: each under A and B; m1 twice under A1 only
+    assert [(m.email, m.accounts) for m in found] == [
+        ("m0@example.org", (("A0", 10), ("B0", 100))),
+        ("m2@example.org", (("A2", 12), ("B2", 98))),
+        ("m4@example.org", (("A4", 14), ("B4", 96))),
+    ]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from notifier.errors import AmbiguousSubscriber
 from notifier.subscribers.csv_files import spreadsheet_safe
-from notifier.subscribers.duplicates import SharedMailbox
+from notifier.subscribers.duplicates import SharedMailbox, SharedMailboxes
 from notifier.subscribers.importing import (
     KEPT_REJECTIONS,
     PARALLEL_FROM_BYTES,
@@ -69,6 +69,7 @@ __all__ = [
     "RowError",
     "RowRules",
     "SharedMailbox",
+    "SharedMailboxes",
     "Writer",
     "add_subscriber",
     "clean",

@@ -250,13 +250,17 @@ def range_records(path: str, where: Range, width: int) -> list[Record]:
         with _open(path) as raw:
             raw.seek(start)
             data = raw.read(end - start)
-        if b'"' not in data and data.count(b"\r") == data.count(b"\r\n"):
-            pieces = data.decode("utf-8", "surrogateescape").split("\n")
+        returns = data.count(b"\r")
+        if b'"' not in data and returns == data.count(b"\r\n"):  # no quotes, no lone \r
+            crlf = returns == data.count(b"\n")  # every line ends with \r\n (or none has \r)
+            pieces = data.decode("utf-8", "surrogateescape").split("\r\n" if crlf and returns else "\n")
             if data.endswith(b"\n"):
                 pieces.pop()
             if max(map(len, pieces), default=0) < MAX_LINE - 1:
-                return [(line, 1, text.rstrip("\r").split(","), None)
-                        for line, text in enumerate(pieces, first_line) if text.strip()]  # fmt: skip
+                if returns and not crlf:
+                    pieces = [text.rstrip("\r") for text in pieces]
+                return [(line, 1, text.split(","), None)
+                        for line, text in enumerate(pieces, first_line) if text and not text.isspace()]  # fmt: skip
     source = CsvSource(path, start=start, end=end, first_line=first_line)
     try:
         if start == 0:

@@ -124,7 +124,9 @@ def find(session: Session, config: Config, key_or_query: str, *, limit: int = 50
     condition = _match(session, config, key_or_query)
     if condition is None:
         return []
-    return list(session.execute(select(Subscriber).where(condition).order_by(Subscriber.id).limit(limit)).scalars())
+    return list(
+        session.execute(select(Subscriber).where(condition).order_by(Subscriber.id).limit(limit)).scalars()
+    )
 
 
 def count_found(session: Session, config: Config, key_or_query: str) -> int:
