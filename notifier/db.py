@@ -7,6 +7,7 @@ know any business rule. Domain functions take the ``Session`` this module hands 
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -136,10 +137,25 @@ def _alembic_config(engine: Engine) -> Any:
     return cfg
 
 
-def head_revision() -> str:
-    from alembic.script import ScriptDirectory
+_REVISION = re.compile(r'^revision(?:: str)? = "([^"]+)"', re.M)
+_DOWN = re.compile(r'^down_revision(?:: [^=]+)? = (?:"([^"]+)"|None)', re.M)
 
-    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() or ""
+
+def head_revision() -> str:
+    """The newest migration, read from the files' own ``revision``/``down_revision`` lines:
+    every command checks the schema, and Alembic's script machinery costs a second to import.
+    (``tests/test_db.py`` checks it agrees with Alembic's ``get_current_head``.)"""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        revision, down = _REVISION.search(source), _DOWN.search(source)
+        if revision:
+            revisions.add(revision.group(1))
+        if down and down.group(1):
+            parents.add(down.group(1))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else ""
 
 
 def current_revision(engine: Engine) -> str | None:

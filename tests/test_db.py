@@ -82,3 +82,13 @@ def test_upgrade_keeps_data_written_under_the_first_schema(tmp_path: Path) -> No
     assert upgrade(engine) == ("0001", head_revision())
     with engine.connect() as conn:
         assert conn.execute(text("SELECT title, reminded_at FROM incident")).one() == ("Старый", None)
+
+
+def test_the_cheap_head_revision_agrees_with_alembic() -> None:
+    """Every command checks the schema against the newest migration, read from the files
+    themselves (Alembic's script machinery is slow to import): both must name the same one."""
+    from alembic.script import ScriptDirectory
+
+    from notifier.db import MIGRATIONS_DIR, head_revision
+
+    assert head_revision() == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
