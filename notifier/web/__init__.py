@@ -108,7 +108,18 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
     Raises ConfigError when the signing secret ([notifier].secret_env) is not set: it signs
     both unsubscribe links and console sessions.
     """
-    from notifier.web import alerts, api, bounces, console, errors, feed, ivr, public, unsubscribe
+    from notifier.web import (
+        alerts,
+        api,
+        bounces,
+        console,
+        console_progress,
+        errors,
+        feed,
+        ivr,
+        public,
+        unsubscribe,
+    )
     from notifier.web import letters as letter_pages  # the full letter behind an apology SMS
     from notifier.web import maintenance as planned_pages  # planned work: page section, .ics, API
     from notifier.web import metrics as metrics_page  # Prometheus /metrics for on-call
@@ -153,6 +164,7 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
     app.include_router(feed.router)
     app.include_router(unsubscribe.router)
     app.include_router(console.router)
+    app.include_router(console_progress.router)
     app.include_router(alerts.router)
     app.include_router(bounces.router)
     app.include_router(ivr.router)

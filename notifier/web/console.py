@@ -30,10 +30,12 @@ from notifier.errors import UsageError
 from notifier.incidents import StepResult
 from notifier.rendering import Renderer
 from notifier.web import text
+from notifier.web.console_progress import mailing_rows
 from notifier.web.deps import (
     ConfigDep,
     ConsoleUser,
     EngineDep,
+    NowDep,
     ReadSession,
     TemplatesDep,
     UserDep,
@@ -260,6 +262,7 @@ def declare(
 @router.get("/incidents/{ref}", response_class=HTMLResponse)
 def incident_page(
     request: Request, ref: str, user: UserDep, session: ReadSession, templates: TemplatesDep, config: ConfigDep,
+    now: NowDep,
 ) -> Response:  # fmt: skip
     incident = incidents.get(session, ref)
     assert incident.id is not None
@@ -270,7 +273,7 @@ def incident_page(
         request, templates, "incident.html", user=user, incident=incident,
         timeline=list(reversed(incidents.timeline(session, incident.id))),
         audience=incidents.audience_size(session, incident.id), counts=counts, progress=progress(counts),
-        untranslated=untranslated,
+        untranslated=untranslated, mailings=mailing_rows(session, incident.id, now, user.locale),
     )  # fmt: skip
 
 
