@@ -90,3 +90,15 @@ def test_a_one_click_unsubscribe_counts_as_lost_in_the_stats(cli: Any, engine: A
             assert answer.status_code == 200
     after = cli("subscribers", "stats", "--weeks", "1", "--json").json()["weeks"][-1]["lost"]
     assert after - before == 1
+
+
+def test_report_of_a_planned_maintenance_counts_its_announcement_and_reminders(cli: Any, make_subscriber: Any) -> None:
+    make_subscriber(region="66")
+    assert cli("maintenance", "schedule", "--title", "Обновление БД", "--region", "66", "--starts", _later(3),
+               "--ends", _later(3.1)).exit_code == 0  # fmt: skip
+    report = cli("report", "MNT-1", "--json").json()
+    assert report["audience"] == 1
+    assert report["messages"]["maintenance"] == {"queued": 1}  # the announcement, at once
+    assert set(report["messages"]) >= {"maintenance", "maintenance_reminder"}
+    text = cli("report", "MNT-1").stdout
+    assert "MNT-1" in text and "maintenance_reminder" in text

@@ -66,13 +66,19 @@ def outbox_(
 @app.command("report")
 def report(
     ctx: typer.Context,
-    incident_id: str = typer.Argument(..., metavar="ID", help="incident id"),
+    incident_id: str = typer.Argument(..., metavar="ID", help="incident id (INC-n) or planned maintenance (MNT-n)"),
     as_json: bool = JSON,
 ) -> None:
-    """An incident's report: timeline, audience size, messages by kind and state.
+    """An incident's report: timeline, audience size, messages by kind and state. A planned
+    maintenance's (MNT-n) is its announcement, reminders and notices by kind and state.
 
     Example: notifier report INC-1
     """
+    if incident_id.strip().upper().startswith("MNT"):
+        from notifier.cli.maintenance import show
+
+        show(ctx, incident_id, as_json)
+        return
     from notifier import reports
     from notifier.db import read_session
     from notifier.outbox.sms import SMS_STATES
