@@ -355,3 +355,28 @@ def test_pages_defuse_stored_direction_characters_and_show_look_alike_domains_in
     page = console.get("/console/hotline", params={"q": "+79125550077"}).text
     assert "\u202e" not in page and "\x9b" not in page and "Ива\ufffdнова\ufffd" in page
     assert "billing@xn--80ak6aa92e.com" in page and "аррӏе" not in page
+
+
+def test_planned_work_is_scheduled_from_the_console_and_announced(console, engine, config, make_subscriber) -> None:
+    from datetime import timedelta
+
+    from sqlmodel import select
+
+    from notifier.models import Message, utcnow
+
+    make_subscriber(region="66")
+    starts = (utcnow() + timedelta(days=3)).replace(second=0, microsecond=0)
+    data = {"csrf_token": console.csrf, "title": "Обновление сервера БД", "regions": ["66"],
+            "starts": starts.strftime("%Y-%m-%dT%H:%M"), "ends": (starts + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"),
+            "message": "Отчёты отправятся после работ."}  # fmt: skip
+    done = console.post("/console/maintenance", data=data)
+    assert done.status_code == 303 and done.headers["location"] == "/console/maintenance"
+    listed = console.get("/console/maintenance").text
+    assert "Scheduled MNT-1: 1 affected, announced." in listed and "Обновление сервера БД" in listed
+    with read_session(engine) as session:
+        kinds = {m.kind for m in session.exec(select(Message).where(Message.maintenance_id.is_not(None)))}
+    assert "maintenance" in kinds  # the announcement is queued at once
+    bad = console.post("/console/maintenance", data={**data, "starts": "someday"})
+    assert bad.status_code == 400 and "starts" in bad.text
+    forged = console.post("/console/maintenance", data={**data, "csrf_token": "forged"})
+    assert forged.status_code == 403

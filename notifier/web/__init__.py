@@ -113,6 +113,7 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
         api,
         bounces,
         console,
+        console_maintenance,
         console_progress,
         errors,
         feed,
@@ -165,6 +166,7 @@ def create_app(config: Config, engine: Engine, *, clock: Callable[[], datetime] 
     app.include_router(unsubscribe.router)
     app.include_router(console.router)
     app.include_router(console_progress.router)
+    app.include_router(console_maintenance.router)
     app.include_router(alerts.router)
     app.include_router(bounces.router)
     app.include_router(ivr.router)
