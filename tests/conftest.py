@@ -26,6 +26,8 @@ from notifier.config import Config, load_config
 from notifier.db import make_engine, upgrade, write_session
 from notifier.models import Subscriber, utcnow
 
+pytest_plugins = ["tests.browser"]  # the browser and page fixtures (Debian chromium via Playwright)
+
 REPO = Path(__file__).resolve().parent.parent
 PG_BIN = Path(os.environ.get("NOTIFIER_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SECRET = "test-secret-0123456789abcdef"

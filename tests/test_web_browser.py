@@ -7,10 +7,7 @@ Skipped only where /usr/bin/chromium is missing and ``CI`` is not set: in CI it 
 
 from __future__ import annotations
 
-import importlib
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,37 +20,6 @@ from notifier.web import create_app
 from tests.conftest import REPO, SECRET
 from tests.web_server import running
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]  # fmt: skip
-
-if not CHROMIUM.exists() and not os.environ.get("CI"):
-    pytest.skip(
-        f"{CHROMIUM} is missing (apt-get install -y chromium); required when CI is set",
-        allow_module_level=True,
-    )
-
-# In CI a missing playwright package is a failure, not a skip.
-sync_api = (
-    importlib.import_module("playwright.sync_api")
-    if os.environ.get("CI")
-    else pytest.importorskip("playwright.sync_api")
-)
-
-
-@pytest.fixture
-def backend() -> str:
-    """The browser tests drive the UI; the HTTP tests already cover both databases."""
-    return "sqlite"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield browser
-        browser.close()
-
 
 @pytest.fixture
 def site(config: Any, engine: Any) -> Iterator[str]:
@@ -61,13 +27,11 @@ def site(config: Any, engine: Any) -> Iterator[str]:
         yield url
 
 
+
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1100, "height": 900}, locale="ru-RU")
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
+def backend() -> str:
+    """The browser tests drive the UI; the HTTP tests already cover both databases."""
+    return "sqlite"
 
 
 def _login(page: Any, site: str, engine: Any, name: str = "Ivanova", locale: str | None = "en") -> None:

@@ -8,10 +8,7 @@ Skipped only where /usr/bin/chromium is missing and ``CI`` is not set: in CI it 
 
 from __future__ import annotations
 
-import importlib
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,38 +18,9 @@ from notifier.db import read_session, write_session
 from notifier.models import Subscriber
 from notifier.tokens import make_token
 from notifier.web import create_app
+from tests.browser import new_page
 from tests.conftest import SECRET
 from tests.web_server import running
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]  # fmt: skip
-
-if not CHROMIUM.exists() and not os.environ.get("CI"):
-    pytest.skip(
-        f"{CHROMIUM} is missing (apt-get install -y chromium); required when CI is set",
-        allow_module_level=True,
-    )
-
-sync_api = (
-    importlib.import_module("playwright.sync_api")
-    if os.environ.get("CI")
-    else pytest.importorskip("playwright.sync_api")
-)
-
-
-@pytest.fixture
-def backend() -> str:
-    """The browser tests drive the UI; the HTTP tests already cover both databases."""
-    return "sqlite"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -61,11 +29,14 @@ def site(config: Any, engine: Any) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def backend() -> str:
+    """The browser tests drive the UI; the HTTP tests already cover both databases."""
+    return "sqlite"
+
+
 def _page(browser: Any, locale: str) -> Any:
-    context = browser.new_context(viewport={"width": 1100, "height": 900}, locale=locale)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    return page
+    return new_page(browser, locale)
 
 
 @pytest.fixture

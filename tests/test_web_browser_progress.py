@@ -8,13 +8,21 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from notifier import incidents
 from notifier.db import write_session
 from notifier.delivery.sender import send_due
 from notifier.web import create_app
 from tests.conftest import mail_config
-from tests.test_web_browser import _login, backend, browser, page  # noqa: F401 - fixtures
+from tests.test_web_browser import _login
 from tests.web_server import running
+
+
+@pytest.fixture
+def backend() -> str:
+    """The browser tests drive the UI; the HTTP tests already cover both databases."""
+    return "sqlite"
 
 
 def test_the_incident_page_follows_a_running_mailing_without_a_reload(

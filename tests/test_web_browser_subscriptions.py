@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import email
-import importlib
-import os
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,34 +29,6 @@ from notifier.web import create_app
 from tests.conftest import REPO, mail_config
 from tests.web_server import running
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--no-first-run", "--disable-sync"]  # fmt: skip
-
-if not CHROMIUM.exists() and not os.environ.get("CI"):
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); required when CI is set",
-                allow_module_level=True)  # fmt: skip
-
-sync_api = (
-    importlib.import_module("playwright.sync_api")
-    if os.environ.get("CI")
-    else pytest.importorskip("playwright.sync_api")
-)
-
-
-@pytest.fixture
-def backend() -> str:
-    """The browser tests drive the UI; the HTTP tests already cover both databases."""
-    return "sqlite"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield browser
-        browser.close()
-
 
 @pytest.fixture
 def cfg(tmp_path: Path, config: Config, smtp_server: Any) -> Config:
@@ -71,13 +41,11 @@ def site(cfg: Config, engine: Any) -> Iterator[str]:
         yield url
 
 
+
 @pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1100, "height": 900}, locale="ru-RU")
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
+def backend() -> str:
+    """The browser tests drive the UI; the HTTP tests already cover both databases."""
+    return "sqlite"
 
 
 def send(engine: Any, cfg: Config) -> None:
