@@ -1,29 +1,39 @@
 """Benchmark: import N subscribers from CSV, then declare an incident over ~6 % of them.
 
 Owns measuring the two steps that touch the whole subscriber base, each in its own
-subprocess so that its peak memory (ru_maxrss) is its own: ``subscribers.import_csv`` (rows/s,
-peak MB) and ``incidents.declare`` (seconds, peak MB; with and without status notices), and
+subprocess so that its peak memory (ru_maxrss, the worker processes included) is its own:
+``subscribers.import_csv`` (rows/s against the 50,000 rows/s goal, peak MB at 200,000 rows and
+at N, on SQLite and on a throw-away PostgreSQL 15 cluster started here as tests/conftest.py
+starts one) and ``incidents.declare`` (seconds, peak MB; with and without status notices), and
 the floor they are compared with: one hand-written ``INSERT INTO audience_member … SELECT``
-in raw sqlite3 on the same file. Prints one table.
+in raw sqlite3 on the same file. Prints one table, and the machine's load average around each
+import (other work on the same cores slows it down).
 
-    python benchmarks/audience.py [--rows 1000000] [--keep DIR]
+    python benchmarks/audience.py [--rows 1000000] [--keep DIR] [--no-postgres]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+PG_BIN = Path(os.environ.get("NOTIFIER_PG_BIN", "/usr/lib/postgresql/15/bin"))
+GOAL_ROWS_PER_S = 50_000
+SMALL_ROWS = 200_000  # the size peak memory is compared at
 # A few large regions, the rest smaller (weights, not percentages).
 BIG_REGIONS = {"77": 20.0, "50": 12.0, "78": 10.0}
 INCIDENT_REGIONS = ["66", "54"]
@@ -43,14 +53,14 @@ SURNAMES = [
 FIRST = ["Александр", "Мария", "Дмитрий", "Анна", "Сергей", "Елена", "Андрей", "Ольга", "Алексей", "Наталья"]
 
 
-def write_config(directory: Path, *, status_notices: bool = True) -> Path:
+def write_config(directory: Path, *, status_notices: bool = True, database: str | None = None,
+                 name: str | None = None) -> Path:  # fmt: skip
     text = (REPO / "config.toml").read_text(encoding="utf-8")
-    text = text.replace(
-        'database = "sqlite:///notifier.db"', f'database = "sqlite:///{directory / "bench.db"}"', 1
-    )
+    url = database or f"sqlite:///{directory / 'bench.db'}"
+    text = text.replace('database = "sqlite:///notifier.db"', f'database = "{url}"', 1)
     if not status_notices:
         text = text.replace("send_status_notices = true", "send_status_notices = false", 1)
-    path = directory / ("config.toml" if status_notices else "config-quiet.toml")
+    path = directory / (name or ("config.toml" if status_notices else "config-quiet.toml"))
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -91,16 +101,96 @@ def peak_mb() -> float:
 def child_import(config_path: str, csv_path: str) -> dict[str, float]:
     from notifier import subscribers
     from notifier.config import load_config
-    from notifier.db import make_engine
+    from notifier.db import make_engine, upgrade
 
     config = load_config(config_path)
     engine = make_engine(config.database_url)
+    upgrade(engine)  # a fresh database each time: a new file, or a new PostgreSQL database
     baseline = peak_mb()
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     report = subscribers.import_csv(engine, config, csv_path)
     seconds = time.perf_counter() - started
     return {"rows": report.rows, "inserted": report.inserted, "rejected": report.rejected, "seconds": seconds,
-            "rows_per_s": report.rows / seconds, "peak_mb": peak_mb(), "baseline_mb": baseline}  # fmt: skip
+            "rows_per_s": report.rows / seconds, "peak_mb": peak_mb(), "baseline_mb": baseline,
+            "load": (load_before + os.getloadavg()[0]) / 2, "shared": report.shared_mailboxes}  # fmt: skip
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+@contextmanager
+def pg_cluster() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster on 127.0.0.1 (as tests/conftest.py starts one); yields the
+    URL of its server (append a database name); stopped and removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="notifier-bench-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = base / "data"
+    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]),
+                   check=True, capture_output=True)  # fmt: skip
+    options = f"-k {base} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "log"),
+                                 "-w", "start"]), check=True, capture_output=True)  # fmt: skip
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
+                       capture_output=True)  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def pg_database(server: str, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return f"{server}/{name}"
+
+
+def first_rows(source: Path, target: Path, rows: int) -> None:
+    """The header and the first ``rows`` rows of ``source`` (the generator's first rows)."""
+    with source.open("rb") as lines, target.open("wb") as out:
+        for _ in range(rows + 1):
+            out.write(lines.readline())
+
+
+def import_runs(directory: Path, csv_small: Path, csv_path: Path, postgres: bool) -> dict[str, dict[str, float]]:
+    """Imports of SMALL_ROWS and of all rows into fresh databases: SQLite (the last one is the
+    database the declare steps use), then PostgreSQL when its binaries are here."""
+    runs = {}
+    for label, path in (("small", csv_small), ("full", csv_path)):
+        for suffix in ("", "-wal", "-shm"):
+            (directory / f"bench.db{suffix}").unlink(missing_ok=True)
+        runs[f"sqlite {label}"] = run_child("import", str(directory / "config.toml"), str(path))
+    if postgres and (PG_BIN / "initdb").exists():
+        with pg_cluster() as server:
+            for label, path in (("small", csv_small), ("full", csv_path)):
+                config = write_config(directory, database=pg_database(server, f"bench_{label}"), name="pg.toml")
+                runs[f"postgres {label}"] = run_child("import", str(config), str(path))
+    return runs
+
+
+def import_table(runs: dict[str, dict[str, float]], rows: int) -> list[tuple[str, str]]:
+    table = [("subscribers in the file", f"{runs['sqlite full']['rows']:,.0f} "
+                                         f"({runs['sqlite full']['rejected']:,.0f} rejected)")]  # fmt: skip
+    for backend in ("sqlite", "postgres"):
+        full, small = runs.get(f"{backend} full"), runs.get(f"{backend} small")
+        if full is None or small is None:
+            continue
+        name = "SQLite" if backend == "sqlite" else "PostgreSQL"
+        table += [
+            (f"import rows/s, {name}", f"{full['rows_per_s']:,.0f} ({full['seconds']:.1f} s; "
+                                       f"{full['rows_per_s'] / GOAL_ROWS_PER_S:.2f}× the {GOAL_ROWS_PER_S:,} goal; "
+                                       f"load average {full['load']:.1f})"),
+            (f"import peak MB, {name}", f"{small['peak_mb']:.0f} at {small['rows']:,.0f} rows, {full['peak_mb']:.0f} at "
+                                        f"{rows:,} (process at start: {full['baseline_mb']:.0f})"),
+        ]  # fmt: skip
+    return table
 
 
 def child_declare(config_path: str) -> dict[str, float]:
@@ -159,6 +249,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it (default: a temp dir)")
+    parser.add_argument("--no-postgres", action="store_true", help="import into SQLite only")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -178,24 +269,21 @@ def main() -> None:
         engine = make_engine(config.database_url)
         upgrade(engine)
         engine.dispose()
-        csv_path = directory / "subscribers.csv"
+        csv_path, csv_small = directory / "subscribers.csv", directory / "subscribers-small.csv"
         started = time.perf_counter()
         generate_csv(csv_path, args.rows, list(config.regions))
+        first_rows(csv_path, csv_small, min(SMALL_ROWS, args.rows))
         print(f"generated {args.rows:,} rows ({csv_path.stat().st_size / 1e6:.0f} MB) in "
               f"{time.perf_counter() - started:.1f} s; importing…", file=sys.stderr)  # fmt: skip
 
-        imported = run_child("import", str(config_path), str(csv_path))
+        runs = import_runs(directory, csv_small, csv_path, postgres=not args.no_postgres)
+        imported = runs["sqlite full"]
         declared = run_child("declare", str(config_path))
         quiet = run_child("declare", str(quiet_path))
         floor = raw_floor(directory / "bench.db")
         share = 100 * declared["affected"] / imported["inserted"] if imported["inserted"] else 0
         rows = [
-            ("subscribers in the file", f"{imported['rows']:,.0f} ({imported['rejected']:,.0f} rejected)"),
-            ("import rows/s", f"{imported['rows_per_s']:,.0f} ({imported['seconds']:.1f} s)"),
-            (
-                "import peak MB",
-                f"{imported['peak_mb']:.0f} (process at start: {imported['baseline_mb']:.0f})",
-            ),
+            *import_table(runs, args.rows),
             ("audience size", f"{declared['affected']:,.0f} ({share:.1f} % of subscribers)"),
             (
                 "declare s, with status notices",
