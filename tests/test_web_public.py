@@ -167,6 +167,9 @@ def test_openapi_describes_the_json_endpoints(web) -> None:
     paths = web.get("/api/openapi.json").json()["paths"]
     assert {"/api/v2/summary.json", "/api/v2/incidents.json", "/api/alerts/alertmanager"} <= set(paths)
     assert not any(path.startswith("/console") for path in paths)
+    # Client generators key on operationId: the phone line's GET and POST must not share one.
+    ids = [operation["operationId"] for methods in paths.values() for operation in methods.values()]
+    assert len(ids) == len(set(ids)) and "twiml_post" in ids
 
 
 # One-click unsubscribe ------------------------------------------------------------------

@@ -26,6 +26,7 @@ import hmac
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +47,19 @@ from notifier.voice.documents import dial_number
 from notifier.web.deps import ConfigDep, EngineDep, NowDep
 
 router = APIRouter(tags=["phone line"])
+
+
+def _get_and_post(path: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """The telephony documents answer GET and POST (platforms differ): one route per method, so
+    each OpenAPI operation has its own id."""
+
+    def register(endpoint: Callable[..., Response]) -> Callable[..., Response]:
+        for method in ("GET", "POST"):
+            router.add_api_route(path, endpoint, methods=[method], dependencies=[Limited],
+                                 operation_id=f"{endpoint.__name__}_{method.lower()}")  # fmt: skip
+        return endpoint
+
+    return register
 TWIML = "application/xml"
 HTTAPI = "text/xml"
 VXML = "application/voicexml+xml"
@@ -189,7 +203,7 @@ def _voices(request: Request) -> dict[str, str]:
     return {"ru": names.ru, "en": names.en}
 
 
-@router.api_route("/hotline/voice/twiml", methods=["GET", "POST"], dependencies=[Limited])
+@_get_and_post("/hotline/voice/twiml")
 def twiml(request: Request, params: Params, engine: EngineDep, config: ConfigDep, now: NowDep) -> Response:
     """TwiML: the announcement for the caller (or the region), then "press 1 / press 2"."""
     phone = trusted_phone(request, params, now) or ""
@@ -206,7 +220,7 @@ def twiml(request: Request, params: Params, engine: EngineDep, config: ConfigDep
     return Response(body, media_type=TWIML, headers={"Cache-Control": "no-store"})
 
 
-@router.api_route("/hotline/voice/vxml", methods=["GET", "POST"], dependencies=[Limited])
+@_get_and_post("/hotline/voice/vxml")
 def vxml(request: Request, params: Params, engine: EngineDep, now: NowDep) -> Response:
     """VoiceXML 2.1: our WAV of the announcement (its text as fallback) and a one-key menu."""
     phone = trusted_phone(request, params, now) or ""
@@ -221,7 +235,7 @@ def vxml(request: Request, params: Params, engine: EngineDep, now: NowDep) -> Re
     return Response(body, media_type=VXML, headers={"Cache-Control": "no-store"})
 
 
-@router.api_route("/hotline/voice/httapi", methods=["GET", "POST"], dependencies=[Limited])
+@_get_and_post("/hotline/voice/httapi")
 def httapi(request: Request, params: Params, engine: EngineDep, now: NowDep) -> Response:
     """FreeSWITCH mod_httapi: our WAV of the announcement with a one-key binding."""
     phone = trusted_phone(request, params, now) or ""
@@ -234,7 +248,7 @@ def httapi(request: Request, params: Params, engine: EngineDep, now: NowDep) -> 
     return Response(body, media_type=HTTAPI, headers={"Cache-Control": "no-store"})
 
 
-@router.api_route("/hotline/voice/keypad", methods=["GET", "POST"], dependencies=[Limited])
+@_get_and_post("/hotline/voice/keypad")
 def keypad(request: Request, params: Params, engine: EngineDep, config: ConfigDep, now: NowDep) -> Response:
     """A key pressed in the menu: 1 records a callback, 2 goes to the operator, anything else repeats."""
     phone = trusted_phone(request, params, now) or ""
