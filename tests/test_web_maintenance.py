@@ -68,6 +68,8 @@ def test_status_page_shows_upcoming_and_in_progress_work_per_region(
     assert f'href="/maintenance/{planned["upcoming"].id}.ics?region=66"' in page
     only = web.get("/", params={"region": "54"}).text
     assert "Замена дисков" in only and "Обновление сервера БД" not in only
+    english = web.get("/", params={"locale": "en"}).text
+    assert "in progress now" in english and ">in_progress<" not in english
 
 
 def test_ics_parses_with_icalendar_and_has_the_utc_times(web: httpx.Client, planned: dict[str, Maintenance]) -> None:

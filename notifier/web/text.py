@@ -75,7 +75,7 @@ RU: dict[str, str] = {
     "Planned work": "Плановые работы",
     "No planned work ahead.": "Плановых работ не предвидится.",
     "scheduled": "запланированы",
-    "in_progress": "идут сейчас",
+    "in progress now": "идут сейчас",
     "From": "С",
     "Until": "До",
     "Add to calendar (.ics)": "Добавить в календарь (.ics)",
