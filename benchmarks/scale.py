@@ -16,7 +16,7 @@ Owns:
 - the rate: messages / (last message received − first message received, over all sinks), so
   the ~2 s start-up of each `notifier send` process is not counted (wall time including it is
   printed too);
-- the claim/record overhead: ``queue.claim`` of 500 + ``queue.record`` of those 500 as sent, in
+- the claim/record overhead: ``outbox.claims.claim`` of 500 + ``claims.record`` of those 500 as sent, in
   a loop over a fresh copy of the outbox, timed per message, in this process, no SMTP.
 
 Prints one table.
@@ -354,25 +354,28 @@ def overhead(database_url: str, messages: int) -> dict[str, float]:
     """Claim 500 + record 500 sent, until ``messages`` are done: µs per message of each."""
     from notifier.config import MailingSection
     from notifier.db import make_engine
-    from notifier.delivery import queue
     from notifier.models import utcnow
+    from notifier.outbox import claims
 
     engine = make_engine(database_url)
     policy = MailingSection()
+    presence = claims.Presence.here()
+    presence.register(engine, utcnow())
     claim_s = record_s = 0.0
     done = 0
     try:
         while done < messages:
             started = time.perf_counter()
-            ids = queue.claim(engine, "bench", 500, timedelta(minutes=5), utcnow())
+            ids = claims.claim(engine, presence, 500, utcnow(), policy.heartbeat_timeout).ids
             claimed = time.perf_counter()
             if not ids:
                 break
-            queue.record(engine, "bench", queue.Results(sent=ids), policy, utcnow())
+            claims.record(engine, presence.name, claims.Results(sent=ids), policy, utcnow())
             record_s += time.perf_counter() - claimed
             claim_s += claimed - started
             done += len(ids)
     finally:
+        presence.leave(engine)
         engine.dispose()
     return {
         "messages": done,

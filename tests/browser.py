@@ -19,6 +19,17 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run", "--disable-sync"]  # fmt: skip
 
+
+
+def screenshot_path(name: str, directory: Path) -> str:
+    """Where a test's screenshot goes: the README's ``docs/NAME`` when ``NOTIFIER_SCREENSHOTS``
+    is set (to refresh them), else ``directory`` (a test's temp dir), so a test run leaves
+    the checkout as it was."""
+    if os.environ.get("NOTIFIER_SCREENSHOTS"):
+        return str(Path(__file__).resolve().parent.parent / "docs" / name)
+    return str(directory / name)
+
+
 def _sync_api() -> Any:
     if not CHROMIUM.exists() and not os.environ.get("CI"):
         pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium); required when CI is set")

@@ -17,7 +17,8 @@ from notifier.db import read_session, write_session
 from notifier.models import Subscriber
 from notifier.tokens import make_token
 from notifier.web import create_app
-from tests.conftest import REPO, SECRET
+from tests.browser import screenshot_path
+from tests.conftest import SECRET
 from tests.web_server import running
 
 
@@ -46,7 +47,7 @@ def _login(page: Any, site: str, engine: Any, name: str = "Ivanova", locale: str
     page.wait_for_url(site + "/console")
 
 
-def test_console_steps_change_the_public_page(page, site, engine, make_subscriber) -> None:
+def test_console_steps_change_the_public_page(page, site, engine, make_subscriber, tmp_path) -> None:
     for region in ("66", "66", "74", "54"):
         make_subscriber(region=region)
     _login(page, site, engine)
@@ -73,7 +74,7 @@ def test_console_steps_change_the_public_page(page, site, engine, make_subscribe
     public.reload()
     assert "Отказал сервер базы данных" in public.inner_text("article#INC-1")
     public.goto(site + "/?region=66")
-    public.screenshot(path=str(REPO / "docs" / "status-page.png"), full_page=True)
+    public.screenshot(path=screenshot_path("status-page.png", tmp_path), full_page=True)
 
     page.fill("#cause", "Отказал основной сервер базы данных.")
     page.fill("#measures", "Переключили на резервный и исправили настройку переключения.")
@@ -82,7 +83,7 @@ def test_console_steps_change_the_public_page(page, site, engine, make_subscribe
     page.click("button:has-text('Resolve and send the apology')")
     page.wait_for_selector(".flash:has-text('INC-1 is resolved')")
     page.goto(site + "/console")
-    page.screenshot(path=str(REPO / "docs" / "console.png"), full_page=True)
+    page.screenshot(path=screenshot_path("console.png", tmp_path), full_page=True)
 
     public.goto(site + "/")
     assert "Сейчас сбоев нет" in public.inner_text("main")

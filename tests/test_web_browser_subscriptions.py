@@ -26,7 +26,8 @@ from notifier.db import write_session
 from notifier.delivery.sender import send_due
 from notifier.models import utcnow
 from notifier.web import create_app
-from tests.conftest import REPO, mail_config
+from tests.browser import screenshot_path
+from tests.conftest import mail_config
 from tests.web_server import running
 
 
@@ -60,7 +61,7 @@ def _letters(server: Any, address: str) -> list[Any]:
 
 
 def test_subscribe_confirm_in_the_browser_then_the_next_notice_arrives(
-    page: Any, site: str, engine: Any, cfg: Config, smtp_server: Any
+    page: Any, site: str, engine: Any, cfg: Config, smtp_server: Any, tmp_path: Path
 ) -> None:
     page.goto(site + "/")
     page.click("text=Подписаться на уведомления по e-mail")
@@ -68,7 +69,7 @@ def test_subscribe_confirm_in_the_browser_then_the_next_notice_arrives(
     page.select_option("#region", "66")
     page.check("input[name=service][value=tax-reporting]")
     page.select_option("#locale", "ru")
-    page.locator("#subscribe").screenshot(path=str(REPO / "docs" / "subscribe-form.png"))
+    page.locator("#subscribe").screenshot(path=screenshot_path("subscribe-form.png", tmp_path))
     page.click("button:has-text('Подписаться')")
     assert "Проверьте почту" in page.text_content("main")
 
@@ -90,7 +91,7 @@ def test_subscribe_confirm_in_the_browser_then_the_next_notice_arrives(
     assert [str(m["Subject"]) for m in letters[1:]] == ["Сбой: Не отправляются отчёты в ФНС"]
 
 
-def test_planned_work_on_the_status_page(page: Any, site: str, engine: Any, cfg: Config) -> None:
+def test_planned_work_on_the_status_page(page: Any, site: str, engine: Any, cfg: Config, tmp_path: Path) -> None:
     starts = (utcnow() + timedelta(days=2)).replace(hour=21, minute=0, second=0, microsecond=0)
     with write_session(engine) as session:
         maintenance.schedule(session, cfg, title="Обновление сервера базы данных", regions=["66", "74"],
@@ -101,7 +102,7 @@ def test_planned_work_on_the_status_page(page: Any, site: str, engine: Any, cfg:
     assert "Обновление сервера базы данных" in card.text_content()
     assert "запланированы" in card.text_content()
     page.locator("#planned-h").scroll_into_view_if_needed()
-    card.screenshot(path=str(REPO / "docs" / "planned-work.png"))
+    card.screenshot(path=screenshot_path("planned-work.png", tmp_path))
     with page.expect_download() as download:
         page.click("text=Добавить в календарь (.ics)")
     assert download.value.suggested_filename.endswith(".ics")

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import select
 
 from notifier import incidents, users
 from notifier.db import read_session, write_session
@@ -100,5 +101,5 @@ def test_the_hotline_screen_says_what_to_say_in_the_callers_language_and_files_t
         }, follow_redirects=True).text  # fmt: skip
         assert f"Звонок записан к {about}" in logged
     with read_session(engine) as session:
-        (call,) = session.query(Call).all()
+        (call,) = session.exec(select(Call)).all()
         assert f"INC-{call.incident_id}" == about  # two open incidents: the form names the caller's
