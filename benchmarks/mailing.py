@@ -166,7 +166,7 @@ def prepare(directory: Path, messages: int, port: int, connections: int) -> dict
     from notifier import incidents, subscribers
     from notifier.config import load_config
     from notifier.db import make_engine, upgrade, write_session
-    from notifier.demo import CASE_CAUSE, CASE_MEASURES, CASE_MESSAGE, CASE_TITLE, write_demo_config
+    from notifier.demo import CASE_CAUSE, CASE_EN, CASE_MEASURES, CASE_MESSAGE, CASE_TITLE, write_demo_config
     from notifier.models import utcnow
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -188,13 +188,14 @@ def prepare(directory: Path, messages: int, port: int, connections: int) -> dict
         declared = incidents.declare(
             session, config, title=CASE_TITLE, regions=INCIDENT_REGIONS, services=[],
             severity="major", started_at=started, by="bench", now=started + timedelta(minutes=12),
-            message=CASE_MESSAGE,
+            message=CASE_MESSAGE, texts={"en": {"title": CASE_EN["title"], "message": CASE_EN["message"]}},
         )  # fmt: skip
         ref = declared.incident.ref
     with write_session(engine) as session:
         resolved = incidents.resolve(
             session, config, ref, by="bench", resolved_at=now,
             cause=CASE_CAUSE, measures=CASE_MEASURES,
+            texts={"en": {"cause": CASE_EN["cause"], "measures": CASE_EN["measures"]}},
         )  # fmt: skip
         incident_id = resolved.incident.id
     queued = (resolved.queued or {}).get("apology", 0)

@@ -259,6 +259,7 @@ def prepare(database_url: str, directory: Path, messages: int) -> dict[str, Any]
         declared = incidents.declare(
             session, config, title="Не отправляются отчёты в ФНС", regions=INCIDENT_REGIONS,
             severity="major", started_at=started, by="bench", now=started + timedelta(minutes=12),
+            texts={"en": {"title": "Tax reports are not being sent"}},
         )  # fmt: skip
         ref = declared.incident.id
     with write_session(engine) as session:
@@ -268,6 +269,10 @@ def prepare(database_url: str, directory: Path, messages: int) -> dict[str, Any]
                   "на резервный сервер не сработало из-за ошибки в его настройке.",
             measures="Перевели базу на резервный сервер, восстановили все отчёты, отправленные во время "
                      "сбоя, и исправили настройку переключения.",
+            texts={"en": {"cause": "The main database server's disk array failed, and the switch to the standby "
+                                   "did not work because of a mistake in its settings.",
+                          "measures": "We moved the database to the standby server, recovered every report sent "
+                                      "during the outage and fixed the switch-over settings."}},
         )  # fmt: skip
     queued = (resolved.queued or {}).get("apology", 0)
     engine.dispose()
