@@ -195,9 +195,9 @@ class Renderer:
         if template is None:
             try:
                 template = self.env.get_template(name)
-            except TemplateSyntaxError as exc:
+            except TemplateSyntaxError as exc:  # in this file or in a layout it extends (exc.name)
                 raise _Failed(
-                    TemplateIssue(self._display(name), exc.lineno, exc.message or "syntax error")
+                    TemplateIssue(self._display(exc.name or name), exc.lineno, exc.message or "syntax error")
                 ) from None
             except TemplateNotFound:
                 raise _Failed(TemplateIssue(self._display(name), None, "missing template file")) from None
@@ -210,13 +210,20 @@ class Renderer:
         template = self._template(name)
         try:
             return self.env.run(template, context)
+        except TemplateSyntaxError as exc:  # in a layout it extends, compiled only now
+            issue = TemplateIssue(self._display(exc.name or name), exc.lineno, exc.message or "syntax error")
+            raise _Failed(issue) from None
         except Exception as exc:  # whatever a staff-edited template does wrong, report where
             line = getattr(exc, "lineno", None) if isinstance(exc, TemplateTooBig) else None
+            where = self._display(name)
             for frame, lineno in traceback.walk_tb(exc.__traceback__):
-                if frame.f_code.co_filename == template.filename:
-                    line = lineno
+                filename = frame.f_code.co_filename
+                if filename == template.filename:
+                    where, line = self._display(name), lineno
+                elif filename.startswith(f"{self.directory}{os.sep}"):  # a layout it extends
+                    where, line = self._display(os.path.relpath(filename, self.directory)), lineno
             message = str(exc) or type(exc).__name__
-            raise _Failed(TemplateIssue(self._display(name), line, message)) from None
+            raise _Failed(TemplateIssue(where, line, message)) from None
 
     # Context ----------------------------------------------------------------------------
 
@@ -523,7 +530,8 @@ class Renderer:
                             if str(issue) not in seen:
                                 seen.add(str(issue))
                                 issues.append(issue)
-        return issues
+        # A mistake in a shared layout (email/_layouts/…) shows through every letter extending it: once.
+        return list(dict.fromkeys(issues))
 
     def template_count(self, kinds: Iterable[str] = ALL_KINDS) -> int:
         kinds = tuple(kinds)

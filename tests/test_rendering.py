@@ -327,6 +327,31 @@ def test_check_names_file_and_line_of_a_syntax_error(tmp_path: Path) -> None:
     Renderer(cfg).ensure_ready(["status", "apology"])  # the other kinds are fine
 
 
+def test_a_mistake_in_the_shared_planned_work_layout_is_named_once(tmp_path: Path) -> None:
+    target, cfg = copy_templates(tmp_path)
+    layout = target / "email/_layouts/en/maintenance.html"
+    lines = layout.read_text(encoding="utf-8").splitlines()
+    lines[4] += "{% if %}"  # the seven planned-work letters in English all extend this file
+    layout.write_text("\n".join(lines), encoding="utf-8")
+    issues = Renderer(cfg).check()
+    assert len(issues) == 1 and issues[0].file.endswith("email/_layouts/en/maintenance.html")
+    assert issues[0].line == 5
+    with pytest.raises(TemplateProblem, match=r"_layouts/en/maintenance\.html:5:"):
+        Renderer(cfg).ensure_ready(["maintenance_reminder"])
+    Renderer(cfg).ensure_ready(["status", "apology"])
+
+
+def test_an_undefined_name_in_the_shared_layout_names_the_layout_line(tmp_path: Path) -> None:
+    target, cfg = copy_templates(tmp_path)
+    layout = target / "email/_layouts/ru/maintenance.html"
+    lines = layout.read_text(encoding="utf-8").splitlines()
+    lines[6] += "{{ maintenance.ticket }}"
+    layout.write_text("\n".join(lines), encoding="utf-8")
+    assert [str(issue).split("tpl/", 1)[1] for issue in Renderer(cfg).check()] == [
+        "email/_layouts/ru/maintenance.html:7: 'dict object' has no attribute 'ticket'"
+    ]
+
+
 def test_a_missing_template_file_is_reported(tmp_path: Path) -> None:
     target, cfg = copy_templates(tmp_path)
     (target / "email/status/en/body.html").unlink()
