@@ -531,6 +531,7 @@ class SmsSection(_Section):
     # Who gets status notices and the apology by SMS when their own channels say nothing.
     status_notices: Channels = "phone-only"
     apologies: Channels = "phone-only"
+    planned_work: Channels = "phone-only"  # announcements, reminders and notices of planned maintenance
     max_segments: int = Field(4, ge=1, le=10)  # longer texts are refused by `templates check`, never cut
     max_messages_per_mailing: int = Field(5000, ge=0)  # above it the mailing's SMS are held; 0 = no cap
     quiet_hours: str = "22:00-08:00"  # in the recipient's local time; empty: none
@@ -588,6 +589,8 @@ class SmsSection(_Section):
         """Who gets ``kind`` by SMS by default: phone-only, all or none."""
         if not self.enabled:
             return "none"
+        if kind.startswith("maintenance") and kind != "maintenance_overrun":  # outbox.planned.PLANNED_KINDS
+            return self.planned_work
         return {"status": self.status_notices, "apology": self.apologies}.get(kind, "none")
 
 

@@ -310,3 +310,41 @@ def test_a_sender_killed_mid_mailing_sends_no_sms_twice_beyond_what_was_in_fligh
     # interval (0.1 s at 25 SMS/s: 3) and not yet recorded.
     assert len(duplicates) <= 4 + 3 and max(counts.values()) <= 2
     assert Counter(m.state for m in messages(engine, channel="sms", kind="apology")) == Counter({"sent": 80})
+
+
+def test_planned_work_reaches_phone_only_and_sms_choosing_subscribers_once_each(
+    engine, config, make_subscriber, smtp_server, kannel, tmp_path, monkeypatch
+) -> None:
+    from notifier import maintenance
+
+    cfg = sms_config(tmp_path, config, smtp_server, kannel, monkeypatch)
+    irina = make_subscriber(region="66", email=None, phone="+79120001001", name="Ирина Петрова")
+    john = make_subscriber(region="54", email=None, phone="+79130002002", name="John Smith", locale="en")
+    both = make_subscriber(region="66", phone="+79120003003")  # has e-mail: e-mail only, by default
+    texter = make_subscriber(region="66", phone="+79120005005", channels=";sms;")  # chose SMS instead
+    starts = (utcnow() + timedelta(days=3)).replace(hour=4, minute=0, second=0, microsecond=0)  # 09:00 in 66
+    with write_session(engine) as session:
+        planned = maintenance.schedule(session, cfg, title="Обновление сервера БД", regions=["66", "54"],
+                                       services=["tax-reporting"], starts_at=starts,
+                                       ends_at=starts + timedelta(hours=2)).maintenance  # fmt: skip
+    asyncio.run(send_due(engine, cfg))
+    got = kannel.wait_for(3)
+    assert Counter(sms.receiver for sms in got) == Counter({irina.phone: 1, john.phone: 1, texter.phone: 1})
+    (ru,) = kannel.to(irina.phone)
+    assert "плановые работы" in ru and "Обновление сервера БД" in ru and "09:00" in ru
+    assert "по времени Екатеринбурга" in ru
+    (en,) = kannel.to(john.phone)
+    assert "planned work" in en and "11:00" in en and "Novosibirsk time" in en  # 04:00 UTC in UTC+7
+    assert recipients(smtp_server) == Counter({both.email: 1})  # the one who chose SMS gets no e-mail
+
+    with write_session(engine) as session:
+        maintenance.cancel(session, cfg, planned.id)
+    asyncio.run(send_due(engine, cfg))
+    asyncio.run(send_due(engine, cfg))  # nothing is owed twice
+    got = kannel.wait_for(6)
+    assert Counter(sms.receiver for sms in got) == Counter({irina.phone: 2, john.phone: 2, texter.phone: 2})
+    assert "отменены" in kannel.to(irina.phone)[1] and "cancelled" in kannel.to(john.phone)[1]
+    assert recipients(smtp_server) == Counter({both.email: 2})
+    texts = messages(engine, channel="sms")
+    assert {m.kind for m in texts if m.state == "sent"} == {"maintenance", "maintenance_cancelled"}
+    assert {m.state for m in texts if m.kind in ("maintenance_reminder", "maintenance_started")} == {"cancelled"}

@@ -143,3 +143,39 @@ def test_a_mailing_over_the_budget_is_held_and_on_call_told(engine, sms_config, 
     with write_session(engine) as session:
         assert sms.release(session, ref) == 3
     assert Counter(m.state for m in rows(engine, kind="apology", channel="sms")) == Counter({"queued": 3})
+
+
+def test_planned_work_sms_wait_for_the_end_of_the_readers_quiet_hours(engine, sms_config, make_subscriber) -> None:
+    from notifier import maintenance
+
+    config = sms_config(quiet_hours="22:00-08:00")
+    ural = make_subscriber(region="66", email=None)  # UTC+5
+    siberia = make_subscriber(region="54", email=None)  # UTC+7
+    mailbox = make_subscriber(region="66", phone=None)
+    now = datetime(2027, 3, 1, 20, 0, tzinfo=UTC)  # 01:00 in 66, 03:00 in 54
+    starts = now + timedelta(days=2)
+    with write_session(engine) as session:
+        maintenance.schedule(session, config, title="Работы", regions=["66", "54"], services=["tax-reporting"],
+                             starts_at=starts, ends_at=starts + timedelta(hours=2), now=now)  # fmt: skip
+    announced = {(m.channel, m.subscriber_id): m.not_before for m in rows(engine, kind="maintenance")}
+    assert announced == {
+        ("email", mailbox.id): now,  # e-mail is not held by quiet hours
+        ("sms", ural.id): datetime(2027, 3, 2, 3, 0, tzinfo=UTC),  # 08:00 in Yekaterinburg
+        ("sms", siberia.id): datetime(2027, 3, 2, 1, 0, tzinfo=UTC),  # 08:00 in Novosibirsk
+    }
+    keys = [m.dedupe_key for m in rows(engine, channel="sms")]
+    assert len(keys) == len(set(keys)) and all(key.startswith("sms:maintenance") for key in keys)
+    reminders = Counter((m.channel, m.subscriber_id) for m in rows(engine, kind="maintenance_reminder"))
+    assert reminders == Counter({("email", mailbox.id): 2, ("sms", ural.id): 2, ("sms", siberia.id): 2})
+
+
+def test_planned_work_by_sms_follows_its_own_policy(engine, sms_config, make_subscriber) -> None:
+    from notifier import maintenance
+
+    config = sms_config(planned_work="none")
+    make_subscriber(region="66", email=None)
+    starts = datetime.now(UTC) + timedelta(days=2)
+    with write_session(engine) as session:
+        maintenance.schedule(session, config, title="Работы", regions=["66"], services=["tax-reporting"],
+                             starts_at=starts, ends_at=starts + timedelta(hours=2))  # fmt: skip
+    assert rows(engine, channel="sms") == []

@@ -31,8 +31,9 @@ def broken_templates(tmp_path: Path, database_url: str, file: str, line: int, te
 def test_templates_check_passes_on_the_shipped_set(cli: Cli) -> None:
     result = cli("templates", "check")
     assert result.exit_code == 0
-    # e-mail, SMS, hotline and internal notes (36), planned work and the subscription confirmation (52)
-    assert result.stdout.startswith("88 templates OK")
+    # e-mail, SMS, hotline and internal notes (36), planned work and the subscription confirmation (52),
+    # planned work's SMS (7 kinds in 2 languages)
+    assert result.stdout.startswith("102 templates OK")
 
 
 def test_templates_check_names_file_and_line_of_an_undefined_variable(

@@ -135,7 +135,7 @@ def schedule(
     session.add(maintenance)
     session.flush()
     affected = _snapshot(session, maintenance, now)
-    queued = {planned.ANNOUNCEMENT: planned.queue_maintenance_notice(session, maintenance, planned.ANNOUNCEMENT, now),
+    queued = {planned.ANNOUNCEMENT: planned.queue_maintenance_notice(session, config, maintenance, planned.ANNOUNCEMENT, now),
               planned.REMINDER: planned.queue_reminders(session, config, maintenance, now)}  # fmt: skip
     return MaintenanceStep(maintenance, affected=affected, queued=queued)
 
@@ -167,7 +167,7 @@ def reschedule(
     maintenance.updated_at = now
     session.flush()
     kind = "maintenance_rescheduled"
-    queued = {kind: planned.queue_maintenance_notice(session, maintenance, kind, now, informed_only=True),
+    queued = {kind: planned.queue_maintenance_notice(session, config, maintenance, kind, now, informed_only=True),
               planned.REMINDER: planned.queue_reminders(session, config, maintenance, now)}  # fmt: skip
     return MaintenanceStep(maintenance, audience_size(session, maintenance.id), queued, cancelled)  # type: ignore[arg-type]
 
@@ -189,7 +189,7 @@ def extend(
     maintenance.updated_at = now
     session.flush()
     kind = "maintenance_extended"
-    queued = {kind: planned.queue_maintenance_notice(session, maintenance, kind, now, informed_only=True)}
+    queued = {kind: planned.queue_maintenance_notice(session, config, maintenance, kind, now, informed_only=True)}
     return MaintenanceStep(maintenance, audience_size(session, maintenance.id), queued)  # type: ignore[arg-type]
 
 
@@ -203,7 +203,7 @@ def cancel(session: Session, config: Config, ref: str | int, *, by: str = "", no
                                                   "cancelled: the maintenance was called off")  # fmt: skip
     maintenance.status, maintenance.cancelled_at, maintenance.updated_at = "cancelled", now, now
     kind = "maintenance_cancelled"
-    queued = {kind: planned.queue_maintenance_notice(session, maintenance, kind, now, informed_only=True)}
+    queued = {kind: planned.queue_maintenance_notice(session, config, maintenance, kind, now, informed_only=True)}
     return MaintenanceStep(maintenance, audience_size(session, maintenance.id), queued, cancelled)  # type: ignore[arg-type]
 
 
@@ -217,7 +217,7 @@ def complete(session: Session, config: Config, ref: str | int, *, by: str = "", 
                                                   "maintenance_extended"), "cancelled: the maintenance is over")  # fmt: skip
     maintenance.status, maintenance.completed_at, maintenance.updated_at = "completed", now, now
     kind = "maintenance_completed"
-    queued = {kind: planned.queue_maintenance_notice(session, maintenance, kind, now)}
+    queued = {kind: planned.queue_maintenance_notice(session, config, maintenance, kind, now)}
     return MaintenanceStep(maintenance, audience_size(session, maintenance.id), queued, cancelled)  # type: ignore[arg-type]
 
 

@@ -251,7 +251,7 @@ def _planned_jobs(session: Session, jobs: list[Job]) -> None:
             _confirmation(job, session)
         elif message.maintenance_id is not None and job.cancel is None:
             maintenance = maintenances.get(message.maintenance_id)
-            job.render = {"maintenance": maintenance}
+            job.render = {**job.render, "maintenance": maintenance}  # and the channel, for an SMS
             if message.kind == planned.REMINDER:
                 job.render["lead"] = planned.reminder_lead(message.dedupe_key)
             job.cancel = _unwanted_planned(message, maintenance)

@@ -17,17 +17,17 @@ already holds); the overrun note and the extended notice carry the end they are 
 from __future__ import annotations
 
 import secrets
-from collections import defaultdict
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, cast, literal, select, update
+from sqlalchemy import String, cast, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from notifier.config import Config
 from notifier.models import UNSENT_STATES, Maintenance, MaintenanceAudience, Message, Subscriber, UTCDateTime
+from notifier.outbox import sms
 from notifier.outbox.queueing import insert_rows, message_row
 from notifier.outbox.sms import after_quiet_hours
 
@@ -61,16 +61,23 @@ def _insert(session: Session, source: Any) -> int:
 
 def _audience(
     maintenance_id: int, kind: str, prefix: str, due: datetime, now: datetime, *, regions: list[str] | None = None,
-    exclude: list[str] | None = None, informed_only: bool = False,
+    exclude: list[str] | None = None, informed_only: bool = False, sms_policy: str | None = None,
 ) -> Any:  # fmt: skip
-    """The active audience members with an e-mail address as rows of ``kind``; ``informed_only``:
+    """The active audience members owed ``kind``, as outbox rows: by e-mail to those with an
+    address (and e-mail among their channels, when they chose theirs), or, with ``sms_policy``,
+    the SMS twins to those ``sms.wanted`` names (key ``sms:`` + the e-mail's). ``informed_only``:
     only those already sent something about this maintenance (the rest will hear the news in
     the announcement still on its way)."""
-    conditions = [
-        MaintenanceAudience.maintenance_id == maintenance_id,
-        Subscriber.status == "active",
-        Subscriber.email.is_not(None),  # type: ignore[union-attr]
-    ]
+    conditions = [MaintenanceAudience.maintenance_id == maintenance_id, Subscriber.status == "active"]
+    if sms_policy is None:
+        conditions += [
+            Subscriber.email.is_not(None),  # type: ignore[union-attr]
+            or_(Subscriber.channels == "", Subscriber.channels.like("%;email;%")),  # type: ignore[attr-defined]
+        ]
+        channel, recipient = "email", Subscriber.email
+    else:
+        conditions.append(sms.wanted(sms_policy))
+        channel, recipient, prefix = sms.CHANNEL, Subscriber.phone, sms.sms_key(prefix)
     if regions is not None:
         conditions.append(Subscriber.region.in_(regions))  # type: ignore[attr-defined]
     if exclude:
@@ -80,14 +87,40 @@ def _audience(
         conditions.append(Subscriber.id.in_(told))  # type: ignore[union-attr]
     return (
         select(
-            literal(kind), literal("email"), literal("queued"), literal(maintenance_id), Subscriber.id,
-            Subscriber.email, Subscriber.locale, literal(prefix) + cast(Subscriber.id, String), literal(0),
+            literal(kind), literal(channel), literal("queued"), literal(maintenance_id), Subscriber.id,
+            recipient, Subscriber.locale, literal(prefix) + cast(Subscriber.id, String), literal(0),
             literal(due, UTCDateTime()), literal(now, UTCDateTime()),
         )  # fmt: skip
         .select_from(MaintenanceAudience)
         .join(Subscriber, Subscriber.id == MaintenanceAudience.subscriber_id)
         .where(*conditions)
     )
+
+
+def _queue(
+    session: Session, config: Config, maintenance_id: int, kind: str, prefix: str, due: datetime, now: datetime,
+    *, regions: list[str] | None = None, exclude: list[str] | None = None, informed_only: bool = False,
+) -> int:  # fmt: skip
+    """Insert ``kind``'s e-mail rows and their SMS twins (``[sms].planned_work``); an SMS due in
+    the reader's quiet hours waits for their end (planned work is never urgent)."""
+    where = {"regions": regions, "exclude": exclude, "informed_only": informed_only}
+    queued = _insert(session, _audience(maintenance_id, kind, prefix, due, now, **where))
+    policy = config.sms.policy(kind)
+    if policy == "none":
+        return queued
+    window = config.sms.quiet_window
+    by_zone = sms.zones(config)
+    for zone, codes in by_zone.items():
+        inside = [code for code in codes if regions is None or code in regions]
+        if inside and not (exclude and set(inside) <= set(exclude)):
+            at = after_quiet_hours(due, ZoneInfo(zone), window)
+            queued += _insert(session, _audience(maintenance_id, kind, prefix, at, now, sms_policy=policy,
+                                                 **{**where, "regions": inside}))  # fmt: skip
+    if regions is None:  # readers of regions gone from the config: by UTC, unshifted
+        known = [code for codes in by_zone.values() for code in codes]
+        queued += _insert(session, _audience(maintenance_id, kind, prefix, due, now, sms_policy=policy,
+                                             **{**where, "exclude": [*(exclude or []), *known]}))  # fmt: skip
+    return queued
 
 
 # Keys -------------------------------------------------------------------------------------
@@ -134,30 +167,23 @@ def reminder_due(
     return due
 
 
-def _zones(config: Config) -> dict[str, list[str]]:
-    zones: dict[str, list[str]] = defaultdict(list)
-    for code, region in config.regions.items():
-        zones[region.timezone].append(code)
-    return dict(zones)
-
-
 def queue_reminders(session: Session, config: Config, maintenance: Maintenance, now: datetime) -> int:
     """Plan every reminder still ahead, and the started notice, for the maintenance's start."""
     assert maintenance.id is not None
     start, section, queued = maintenance.starts_at, config.maintenance, 0
-    zones = _zones(config)
+    zones = sms.zones(config)
     known = [code for codes in zones.values() for code in codes]
     for lead in section.remind_before:
         prefix = _key(REMINDER, maintenance, _epoch(start), int(lead.total_seconds()))
         for zone, regions in zones.items():
             due = reminder_due(start, lead, ZoneInfo(zone), section.night_window, section.night_applies_from)
             if due > now:
-                queued += _insert(session, _audience(maintenance.id, REMINDER, prefix, due, now, regions=regions))
+                queued += _queue(session, config, maintenance.id, REMINDER, prefix, due, now, regions=regions)
         if start - lead > now:  # readers of regions gone from the config: by UTC, unshifted
-            queued += _insert(session, _audience(maintenance.id, REMINDER, prefix, start - lead, now, exclude=known))
+            queued += _queue(session, config, maintenance.id, REMINDER, prefix, start - lead, now, exclude=known)
     if start > now:
         prefix = _key(STARTED, maintenance, _epoch(start))
-        queued += _insert(session, _audience(maintenance.id, STARTED, prefix, start, now))
+        queued += _queue(session, config, maintenance.id, STARTED, prefix, start, now)
     return queued
 
 
@@ -165,8 +191,9 @@ def queue_reminders(session: Session, config: Config, maintenance: Maintenance, 
 
 
 def queue_maintenance_notice(
-    session: Session, maintenance: Maintenance, kind: str, now: datetime, *, informed_only: bool = False
-) -> int:
+    session: Session, config: Config, maintenance: Maintenance, kind: str, now: datetime, *,
+    informed_only: bool = False,
+) -> int:  # fmt: skip
     """Queue one ``kind`` message (the announcement, or a rescheduled/extended/cancelled/completed
     notice) to the audience, due now; one per subscriber, per version of the maintenance."""
     assert maintenance.id is not None and kind in PLANNED_KINDS
@@ -176,7 +203,7 @@ def queue_maintenance_notice(
         prefix = _key(kind, maintenance, maintenance.version)
     else:
         prefix = _key(kind, maintenance)
-    return _insert(session, _audience(maintenance.id, kind, prefix, now, now, informed_only=informed_only))
+    return _queue(session, config, maintenance.id, kind, prefix, now, now, informed_only=informed_only)
 
 
 def cancel_maintenance_unsent(session: Session, maintenance_id: int, kinds: tuple[str, ...], reason: str) -> int:

@@ -32,7 +32,7 @@ from notifier.config import Config
 from notifier.models import AudienceMember, Incident, Message, Subscriber, UTCDateTime
 
 __all__ = ["CHANNEL", "after_quiet_hours", "quiet_until", "budget_note_key", "held_count", "hold_over_budget", "release",
-           "sms_key", "sms_selects"]
+           "sms_key", "sms_selects", "wanted", "zones"]
 
 CHANNEL = "sms"
 BUDGET_NOTE = "over_budget"
@@ -62,7 +62,8 @@ def quiet_until(config: Config, incident: Incident | None, kind: str, region: st
                 now: datetime) -> datetime | None:  # fmt: skip
     """When an SMS due ``now`` must wait for the end of the quiet hours in the reader's region
     (a retry, or a backlog that ran into the night), or None when it may go now."""
-    if incident is None or region not in config.regions or not _quiet_applies(config, incident, kind):
+    planned_work = incident is None and kind.startswith("maintenance")  # never urgent
+    if region not in config.regions or not (planned_work or (incident and _quiet_applies(config, incident, kind))):
         return None
     later = after_quiet_hours(now, config.regions[region].zone, config.sms.quiet_window)  # type: ignore[index]
     return later if later > now else None
@@ -72,12 +73,14 @@ def _quiet_applies(config: Config, incident: Incident, kind: str) -> bool:
     return kind == "apology" or incident.severity not in config.sms.urgent_severities
 
 
-def _wanted(policy: str) -> Any:
-    """Subscribers who get this kind by SMS, by their own channels or else by ``policy``."""
+def wanted(policy: str) -> Any:
+    """Subscribers who get this kind by SMS (a condition on Subscriber): by their own channels,
+    else by ``policy``; and only to a phone number that no gateway has refused."""
     by_default = Subscriber.email.is_(None) if policy == "phone-only" else literal(True)  # type: ignore[union-attr]
-    return or_(
-        Subscriber.channels.like(f"%;{CHANNEL};%"),  # type: ignore[attr-defined]
-        and_(Subscriber.channels == "", by_default),
+    return and_(
+        Subscriber.phone.is_not(None),  # type: ignore[union-attr]
+        or_(Subscriber.phone_refused.is_(None), Subscriber.phone_refused != Subscriber.phone),  # type: ignore[union-attr]
+        or_(Subscriber.channels.like(f"%;{CHANNEL};%"), and_(Subscriber.channels == "", by_default)),  # type: ignore[attr-defined]
     )
 
 
@@ -89,9 +92,7 @@ def _select(
     conditions = [
         AudienceMember.incident_id == incident_id,
         Subscriber.status == "active",
-        Subscriber.phone.is_not(None),  # type: ignore[union-attr]
-        or_(Subscriber.phone_refused.is_(None), Subscriber.phone_refused != Subscriber.phone),  # type: ignore[union-attr]
-        _wanted(policy),
+        wanted(policy),
     ]
     if regions is not None:
         conditions.append(Subscriber.region.in_(list(regions)))  # type: ignore[attr-defined]
@@ -110,11 +111,12 @@ def _select(
     )
 
 
-def _zones(config: Config) -> dict[str, list[str]]:
-    zones: dict[str, list[str]] = defaultdict(list)
+def zones(config: Config) -> dict[str, list[str]]:
+    """The configured regions by time zone (quiet hours and reminder times are per zone)."""
+    found: dict[str, list[str]] = defaultdict(list)
     for code, region in config.regions.items():
-        zones[region.timezone].append(code)
-    return dict(zones)
+        found[region.timezone].append(code)
+    return dict(found)
 
 
 def sms_selects(
@@ -130,13 +132,13 @@ def sms_selects(
     window = config.sms.quiet_window if _quiet_applies(config, incident, kind) else None
     if window is None:
         return [_select(incident.id, kind, key_prefix, update_id, due, now, policy, None)]
-    zones = _zones(config)
+    by_zone = zones(config)
     selects = [
         _select(incident.id, kind, key_prefix, update_id, after_quiet_hours(due, ZoneInfo(zone), window), now,
                 policy, regions)
-        for zone, regions in zones.items()
+        for zone, regions in by_zone.items()
     ]  # fmt: skip
-    known = [code for regions in zones.values() for code in regions]  # and regions gone from the config
+    known = [code for regions in by_zone.values() for code in regions]  # and regions gone from the config
     return [*selects, _select(incident.id, kind, key_prefix, update_id, due, now, policy, None, known)]
 
 
