@@ -74,7 +74,7 @@ _FOLDERS["maintenance_overrun"] = "internal/maintenance_overrun"
 _PARTS.update({kind: ("subject.txt", "body.txt", "body.html") for kind in PLANNED_KINDS})
 _PARTS["maintenance_overrun"] = ("subject.txt", "body.txt")
 # Also sent as SMS: templates/sms/<kind>/<lang>/body.txt (planned work too, as [sms].planned_work says).
-SMS_KINDS: tuple[str, ...] = ("status", "apology", *planned_letters.PLANNED_KINDS)
+SMS_KINDS: tuple[str, ...] = ("status", "apology", *planned_letters.PLANNED_KINDS, "subscription_confirm")
 _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
 
 # Labels the context uses -----------------------------------------------------------------

@@ -41,7 +41,7 @@ from notifier.errors import UsageError
 from notifier.models import Subscriber, SubscriptionEvent, utcnow
 from notifier.outbox import planned
 from notifier.samples import sample_subscriber
-from notifier.subscribers.validation import RowError, normalise_email
+from notifier.subscribers.validation import RowError, normalise_email, normalise_phone
 
 PREFERENCES = "preferences"
 _CONFIRM = "confirm"
@@ -138,35 +138,64 @@ def _apply(subscriber: Subscriber, choice: Choice, now: datetime) -> None:
     subscriber.updated_at = now
 
 
+def normalised_phone(config: Config, number: str) -> str:
+    """A mobile number as typed on the subscribe form, in E.164; UsageError when it is none."""
+    try:
+        return normalise_phone((number or "").strip(), config.notifier.default_country)
+    except RowError:
+        raise UsageError("that is not a phone number we can text") from None
+
+
 def _by_address(session: Session, email: str) -> list[Subscriber]:
     query = select(Subscriber).where(Subscriber.email_key == email.lower()).order_by(Subscriber.id)
     return list(session.exec(query).scalars())  # type: ignore[call-overload]
 
 
-def request_subscription(session: Session, config: Config, email: str, choice: Choice, now: datetime | None = None) -> None:
-    """A visitor asks to subscribe ``email``: whatever is known of it, the caller learns nothing.
+def _by_phone(session: Session, phone: str) -> list[Subscriber]:
+    query = select(Subscriber).where(Subscriber.phone == phone).order_by(Subscriber.id)
+    return list(session.exec(query).scalars())  # type: ignore[call-overload]
+
+
+def request_subscription(session: Session, config: Config, email: str, choice: Choice, now: datetime | None = None,
+                         *, phone: str = "") -> None:  # fmt: skip
+    """A visitor asks to subscribe ``email`` (or, with ``phone`` instead, a mobile number, by
+    SMS): whatever is known of it, the caller learns nothing.
 
     New or pending or unsubscribed: a pending subscriber with these choices and a confirmation
-    e-mail. Already active: a letter linking its preferences (nothing changes). Bounced: nothing.
+    (e-mail, or SMS to a phone). Already active: a message linking its preferences (nothing
+    changes). Bounced, or a number a gateway refused: nothing.
     """
     now = now or utcnow()
-    email, choice = normalised(email), choice.checked(config)
-    rows = _by_address(session, email)
+    choice = choice.checked(config)
+    if phone:
+        phone = normalised_phone(config, phone)
+        rows = _by_phone(session, phone)
+        channel = "sms"
+        blocked = any(s.status == "bounced" or s.phone_refused == phone for s in rows)
+    else:
+        email = normalised(email)
+        rows = _by_address(session, email)
+        channel = "email"
+        blocked = any(s.status == "bounced" for s in rows)
     active = next((s for s in rows if s.status == "active"), None)
-    if active is not None:
-        planned.queue_confirmation(session, active, now)
+    if active is not None and not blocked:
+        planned.queue_confirmation(session, active, now, channel=channel)
         return
-    if any(s.status == "bounced" for s in rows):
+    if blocked or active is not None:
         return
     subscriber = next((s for s in rows if s.status in ("pending", "unsubscribed")), None)
-    if subscriber is None:
+    if subscriber is None and phone:
+        subscriber = Subscriber(phone=phone, region=choice.region, created_at=now)
+    elif subscriber is None:
         subscriber = Subscriber(email=email, email_key=email.lower(), region=choice.region, created_at=now)
     subscriber.status, subscriber.self_subscribed, subscriber.confirmed_at = "pending", True, None
+    if phone:  # they asked to be texted: SMS is their channel
+        choice = Choice(choice.region, choice.services, choice.locale, ("sms",))
     _apply(subscriber, choice, now)
     session.add(subscriber)
     session.flush()
     record_event(session, subscriber.id, "requested", now)  # type: ignore[arg-type]
-    planned.queue_confirmation(session, subscriber, now)
+    planned.queue_confirmation(session, subscriber, now, channel=channel)
 
 
 def confirm(session: Session, secret: bytes, token: str, now: datetime | None = None) -> Subscriber | None:

@@ -348,3 +348,43 @@ def test_planned_work_reaches_phone_only_and_sms_choosing_subscribers_once_each(
     texts = messages(engine, channel="sms")
     assert {m.kind for m in texts if m.state == "sent"} == {"maintenance", "maintenance_cancelled"}
     assert {m.state for m in texts if m.kind in ("maintenance_reminder", "maintenance_started")} == {"cancelled"}
+
+
+def test_subscribing_by_phone_texts_a_link_and_only_a_confirmed_number_hears_of_the_next_outage(
+    engine, config, make_subscriber, smtp_server, kannel, tmp_path, monkeypatch
+) -> None:
+    import httpx
+
+    cfg = sms_config(tmp_path, config, smtp_server, kannel, monkeypatch)
+    with running(create_app(cfg, engine)) as web, httpx.Client(base_url=web, timeout=20) as client:
+        form = {"region": "66", "service": "tax-reporting", "locale": "ru"}
+        assert 'name="phone"' in client.get("/subscribe").text
+        answer = client.post("/subscribe", data={**form, "phone": "8 (912) 000-77-11"})
+        assert answer.status_code == 200 and "Проверьте телефон" in answer.text
+        silent = client.post("/subscribe", data={**form, "phone": "+7 913 000 88 22"})  # never confirms
+        assert silent.status_code == 200
+        both = client.post("/subscribe", data={**form, "phone": "+79120007711", "email": "a@example.org"})
+        assert both.status_code == 400 and "not both" in both.text
+        asyncio.run(send_due(engine, cfg))
+        got = kannel.wait_for(2)
+        assert Counter(sms.receiver for sms in got) == Counter({"+79120007711": 1, "+79130008822": 1})
+        (text,) = kannel.to("+79120007711")
+        assert "подтвердите подписку" in text
+        link = re.search(r"http://\S+/subscribe/confirm/\S+", text).group(0)
+        path = link.removeprefix(cfg.notifier.public_base_url.rstrip("/"))
+        assert client.get(path).status_code == 200  # the page alone confirms nothing
+        with read_session(engine) as session:
+            assert {s.status for s in session.exec(select(Subscriber)).all()} == {"pending"}
+        assert "Вы подписаны" in client.post(path).text
+        with write_session(engine) as session:
+            incidents.declare(session, cfg, title="Не отправляются отчёты в ФНС", regions=["66", "54"],
+                              services=["tax-reporting"])  # fmt: skip
+        asyncio.run(send_due(engine, cfg))
+        got = kannel.wait_for(3)
+        assert Counter(sms.receiver for sms in got) == Counter({"+79120007711": 2, "+79130008822": 1})
+        assert "сбой" in kannel.to("+79120007711")[1]
+        assert recipients(smtp_server) == Counter()  # nobody asked for e-mail
+        # The per-address limit (3/hour) counts a number in any spelling as one address.
+        codes = [client.post("/subscribe", data={**form, "phone": spelling}).status_code
+                 for spelling in ("+79130008822", "8 913 000-88-22", "+7 (913) 0008822")]  # fmt: skip
+        assert codes == [200, 200, 429]

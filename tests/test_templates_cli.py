@@ -32,8 +32,8 @@ def test_templates_check_passes_on_the_shipped_set(cli: Cli) -> None:
     result = cli("templates", "check")
     assert result.exit_code == 0
     # e-mail, SMS, hotline and internal notes (36), planned work and the subscription confirmation (52),
-    # planned work's SMS (7 kinds in 2 languages)
-    assert result.stdout.startswith("102 templates OK")
+    # planned work's and the confirmation's SMS (8 kinds in 2 languages)
+    assert result.stdout.startswith("104 templates OK")
 
 
 def test_templates_check_names_file_and_line_of_an_undefined_variable(

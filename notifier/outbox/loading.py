@@ -275,7 +275,9 @@ def _unwanted_planned(message: Message, maintenance: Maintenance | None) -> str 
 def _confirmation(job: Job, session: Session) -> None:
     subscriber_id = planned.confirmation_subscriber(job.message.dedupe_key)
     subscriber = session.get(Subscriber, subscriber_id) if subscriber_id else None
-    if subscriber is None or subscriber.status not in ("pending", "active") or subscriber.email != job.message.recipient:
+    address = subscriber.phone if subscriber is not None and job.message.channel == sms.CHANNEL else (
+        subscriber.email if subscriber is not None else None)  # fmt: skip
+    if subscriber is None or subscriber.status not in ("pending", "active") or address != job.message.recipient:
         job.cancel = "cancelled: the subscription request is no longer open"
         return
-    job.render = {"subscriber": subscriber}
+    job.render = {**job.render, "subscriber": subscriber}  # and the channel, for an SMS

@@ -144,7 +144,7 @@ def reminder_lead(dedupe_key: str) -> timedelta:
 
 def confirmation_subscriber(dedupe_key: str) -> int | None:
     """The (pending) subscriber a confirmation e-mail is for (``subscription_confirm:S:NONCE``)."""
-    parts = dedupe_key.split(":")
+    parts = dedupe_key.removeprefix(sms.sms_key("")).split(":")
     return int(parts[1]) if len(parts) > 2 and parts[0] == CONFIRMATION and parts[1].isdigit() else None
 
 
@@ -227,13 +227,17 @@ def queue_overrun_note(session: Session, config: Config, maintenance: Maintenanc
     return insert_rows(session, [{**row, "maintenance_id": maintenance.id}])
 
 
-def queue_confirmation(session: Session, subscriber: Subscriber, now: datetime) -> int:
-    """The double opt-in e-mail (or, to an address already subscribed, a link to its preferences).
+def queue_confirmation(session: Session, subscriber: Subscriber, now: datetime, *, channel: str = "email") -> int:
+    """The double opt-in e-mail, or SMS to a phone (to one already subscribed: a link to its
+    preferences).
 
     The row names no subscriber (a pending one is not "active": nothing else may reach it);
     its key does, with a nonce, so each request that passed the rate limits gets its own.
     """
-    assert subscriber.id is not None and subscriber.email
+    recipient = subscriber.phone if channel == sms.CHANNEL else subscriber.email
+    assert subscriber.id is not None and recipient
     key = f"{CONFIRMATION}:{subscriber.id}:{secrets.token_hex(8)}"
-    return insert_rows(session, [message_row(kind=CONFIRMATION, channel="email", recipient=subscriber.email,
+    if channel == sms.CHANNEL:
+        key = sms.sms_key(key)
+    return insert_rows(session, [message_row(kind=CONFIRMATION, channel=channel, recipient=recipient,
                                              dedupe_key=key, locale=subscriber.locale, now=now)])  # fmt: skip

@@ -62,15 +62,23 @@ async def request_subscription(request: Request, templates: TemplatesDep, engine
     the address was known."""
     _enabled(request)
     data = await request.form()
-    address = subscriptions.normalised(str(data.get("email") or ""))
+    email, phone = str(data.get("email") or "").strip(), str(data.get("phone") or "").strip()
+    if phone and not config.sms.enabled:
+        raise UsageError("subscribing by phone needs SMS, which is off here: give an e-mail address")
+    if email and phone:
+        raise UsageError("give an e-mail address or a mobile number, not both")
+    if phone:
+        address, email = subscriptions.normalised_phone(config, phone), ""
+    else:
+        address = email = subscriptions.normalised(email)
     choice = _choice(data, config.notifier.default_locale).checked(config)
     client = request.client.host if request.client else "unknown"
     if _limits(request).refused(address, client):
         return templates.TemplateResponse(request, "subscribe.html", {"state": "limited"}, status_code=429,
                                           headers={"Retry-After": "3600"})  # fmt: skip
     with write_session(engine) as session:
-        subscriptions.request_subscription(session, config, address, choice, now)
-    return templates.TemplateResponse(request, "subscribe.html", {"state": "sent"})
+        subscriptions.request_subscription(session, config, email, choice, now, phone=address if phone else "")
+    return templates.TemplateResponse(request, "subscribe.html", {"state": "sent", "by_sms": bool(phone)})
 
 
 @router.get("/subscribe/confirm/{token}", response_class=HTMLResponse)

@@ -82,6 +82,11 @@ RU: dict[str, str] = {
     "Subscribe to notices": "Подписаться на уведомления",
     "Get outage and planned-work notices by e-mail": "Уведомления о сбоях и плановых работах на e-mail",
     "E-mail": "E-mail",
+    "…or a mobile number, for SMS": "…или номер мобильного телефона — для SMS",
+    "Get outage and planned-work notices by e-mail or SMS": "Уведомления о сбоях и плановых работах на e-mail или по SMS",
+    "Check your phone": "Проверьте телефон",
+    "If this number can be subscribed, an SMS with a confirmation link is on its way. Open it to start receiving notices.":
+        "Если этот номер можно подписать, SMS со ссылкой для подтверждения уже в пути. Откройте её, чтобы начать получать уведомления.",
     "Your region": "Ваш регион",
     "Services you use": "Сервисы, которыми Вы пользуетесь",
     "None chosen: all of them.": "Если ничего не выбрать — все.",
