@@ -320,6 +320,8 @@ class Maintenance(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     title: str
     message: str = ""
+    # {"en": {"title": …, "message": …}}: the texts in other languages than the default's (0012)
+    translations: dict[str, dict[str, str]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     regions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     services: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     starts_at: datetime = _time()

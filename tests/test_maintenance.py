@@ -205,3 +205,46 @@ def test_the_announcement_arrives_with_its_ics(engine: Any, cfg: Config, smtp_se
     (ics,) = list(email.message_from_bytes(raw, policy=policy.default).iter_attachments())  # type: ignore[attr-defined]
     event = icalendar.Calendar.from_ical(ics.get_content()).walk("VEVENT")[0]
     assert (event.decoded("dtstart"), event.decoded("dtend")) == (STARTS, ENDS)
+
+
+def test_english_readers_read_the_english_title_and_message_in_letter_calendar_page_and_api(
+    engine: Any, cfg: Config, smtp_server: Any, readers: dict[str, Any]
+) -> None:
+    import httpx
+    import icalendar
+
+    from notifier.web import create_app
+    from tests.web_server import running
+
+    ref = _schedule(engine, cfg, texts={"en": {"title": "Database server upgrade",
+                                               "message": "Reports will go out after the work."}})  # fmt: skip
+    assert send_at(engine, cfg, T0) == 3
+    letters = {rcpt: email.message_from_bytes(raw, policy=policy.default)
+               for _, rcpts, raw in smtp_server.received for rcpt in rcpts}  # fmt: skip
+    english, russian = letters["ekb@example.org"], letters["msk@example.org"]
+    assert "Database server upgrade" in str(english["Subject"]) and "Обновление" not in str(english["Subject"])
+    text = english.get_body(("plain",)).get_content()
+    assert "Reports will go out after the work." in text and "Отчёты" not in text
+    (ics,) = [part for part in english.iter_attachments() if part.get_content_type() == "text/calendar"]
+    event = icalendar.Calendar.from_ical(ics.get_content()).walk("VEVENT")[0]
+    assert "Database server upgrade" in str(event["SUMMARY"])
+    assert "Обновление сервера БД" in str(russian["Subject"])
+
+    app = create_app(cfg, engine, clock=lambda: T0)
+    with running(app) as url, httpx.Client(base_url=url, timeout=20) as web:
+        page = web.get("/", params={"locale": "en"}).text
+        assert "Database server upgrade" in page and "Reports will go out after the work." in page
+        assert "Обновление сервера БД" in web.get("/").text
+        upcoming = web.get("/api/v2/scheduled-maintenances/upcoming.json", params={"locale": "en"}).json()
+        (item,) = upcoming["scheduled_maintenances"]
+        assert item["name"] == "Database server upgrade"
+        assert item["incident_updates"][-1]["body"] == "Reports will go out after the work."
+        calendar = icalendar.Calendar.from_ical(web.get(f"/maintenance/{ref}.ics", params={"locale": "en"}).content)
+        assert "Database server upgrade" in str(calendar.walk("VEVENT")[0]["SUMMARY"])
+
+
+def test_the_default_language_cannot_be_given_twice(engine: Any, cfg: Config, readers: dict[str, Any]) -> None:
+    from notifier.errors import UsageError
+
+    with pytest.raises(UsageError, match="default language"):
+        _schedule(engine, cfg, texts={"ru": {"title": "Обновление"}})

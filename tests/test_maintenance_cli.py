@@ -34,6 +34,26 @@ def test_schedule_list_show_reschedule_cancel(cli: Any, make_subscriber: Any) ->
     assert again.exit_code != 0 and "MNT-1 is cancelled" in again.stderr
 
 
+def test_schedule_takes_the_english_texts(cli: Any, engine: Any, make_subscriber: Any) -> None:
+    from sqlmodel import select
+
+    from notifier.db import read_session
+    from notifier.models import Maintenance
+
+    make_subscriber(region="66", locale="en")
+    result = cli("maintenance", "schedule", "--title", "Обновление БД", "--title-en", "Database upgrade",
+                 "--message-en", "Reports wait until it is done.", "--region", "66", "--starts", _later(3),
+                 "--ends", _later(3.1))  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    with read_session(engine) as session:
+        (item,) = session.exec(select(Maintenance)).all()
+    assert item.translations == {"en": {"title": "Database upgrade", "message": "Reports wait until it is done."}}
+    bidi = cli("maintenance", "schedule", "--title", "T", "--title-en", "fdp.exe\u202egnp", "--region", "66",
+               "--starts", _later(3), "--ends", _later(3.1))  # fmt: skip
+    assert bidi.exit_code == 2 and bidi.stderr.startswith("error: --title-en"), bidi.stderr
+    assert len(bidi.stderr.strip().splitlines()) == 1
+
+
 def test_bad_input_is_one_line(cli: Any) -> None:
     cases = [
         (["--region", "66", "--starts", "tomorrow", "--ends", _later(1)], "--starts: 'tomorrow' is not an ISO 8601"),

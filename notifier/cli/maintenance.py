@@ -69,10 +69,14 @@ def schedule(
     starts: str = typer.Option(..., "--starts", help="ISO 8601 start, e.g. 2027-03-03T02:00+03:00"),
     ends: str = typer.Option(..., "--ends", help="ISO 8601 end"),
     message: str = typer.Option("", "--message", help="what subscribers should know or do"),
+    title_en: str | None = typer.Option(None, "--title-en", help="the title in English, for English readers"),
+    message_en: str | None = typer.Option(None, "--message-en", help="the message in English"),
     by: str = BY,
     as_json: bool = JSON,
 ) -> None:
     """Schedule planned work: snapshot its audience, announce it now, plan the reminders and notices.
+
+    English readers read --title-en and --message-en where given, else the default language's texts.
 
     Example: notifier maintenance schedule --title "Обновление сервера БД" --region 66 --service tax-reporting
     --starts 2027-03-03T02:00+05:00 --ends 2027-03-03T04:00+05:00 --message "Отчёты уйдут после работ"
@@ -84,7 +88,8 @@ def schedule(
     with write_session(st.engine()) as session:
         step = maintenance.schedule(session, st.config, title=title, regions=region, services=service,
                                     starts_at=_time(starts, "--starts"), ends_at=_time(ends, "--ends"),
-                                    message=message, by=by)  # fmt: skip
+                                    message=message, by=by,
+                                    texts={"en": {"title": title_en, "message": message_en}})  # fmt: skip
     _done(step, as_json, "scheduled")
 
 

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
 
+from notifier import languages
 from notifier.models import Maintenance
 
 __all__ = ["CONTENT_TYPE", "filename", "ics"]
@@ -27,7 +28,7 @@ def filename(maintenance: Maintenance) -> str:
 
 def ics(
     maintenance: Maintenance, *, domain: str, url: str, company: str, zone: ZoneInfo | None = None,
-    zone_label: str = "", description: str = "", now: datetime | None = None,
+    zone_label: str = "", description: str = "", now: datetime | None = None, locale: str = "",
 ) -> bytes:  # fmt: skip
     """The maintenance as a calendar with one event; ``zone`` adds the local times to its description."""
     calendar = Calendar()
@@ -40,8 +41,9 @@ def ics(
     event.add("dtstamp", (now or maintenance.updated_at).astimezone(UTC))
     event.add("dtstart", maintenance.starts_at.astimezone(UTC))
     event.add("dtend", maintenance.ends_at.astimezone(UTC))
-    event.add("summary", f"{company}: {maintenance.title}")
-    text = [description or maintenance.message]
+    title, message = (languages.text(maintenance, field, locale) for field in ("title", "message"))
+    event.add("summary", f"{company}: {title}")
+    text = [description or message]
     if zone is not None:
         start, end = maintenance.starts_at.astimezone(zone), maintenance.ends_at.astimezone(zone)
         text.append(f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} {zone_label or zone.key}")

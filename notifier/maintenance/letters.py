@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from notifier import languages
 from notifier.composing import Attachment
 from notifier.config import Config
 from notifier.maintenance import calendar
@@ -65,7 +66,8 @@ def _maintenance(config: Config, maintenance: Maintenance, region: str, locale: 
         before = {"starts": old_start, "ends": old_end,
                   "period": period_text(old_start, old_end, label, old_duration, locale)}  # fmt: skip
     return {
-        "ref": maintenance.ref, "title": maintenance.title, "message": maintenance.message,
+        "ref": maintenance.ref, "title": languages.text(maintenance, "title", locale),
+        "message": languages.text(maintenance, "message", locale),
         "regions": regions, "regions_text": ", ".join(regions), "services": services,
         "services_phrase": services_phrase(services, locale), "starts": starts, "ends": ends,
         "duration": duration, "period": period_text(starts, ends, label, duration, locale),
@@ -116,7 +118,7 @@ def attachments(config: Config, kind: str, maintenance: Maintenance | None, subs
     data = calendar.ics(
         maintenance, domain=config.smtp.from_address.rpartition("@")[2] or "localhost",
         url=config.notifier.public_base_url.rstrip("/") + "/", company=config.notifier.company.get(locale),
-        zone=area.zone, zone_label=zone_label(area.timezone, locale),
+        zone=area.zone, zone_label=zone_label(area.timezone, locale), locale=locale,
     )  # fmt: skip
     method = "CANCEL" if maintenance.status == "cancelled" else "PUBLISH"
     return (Attachment(calendar.filename(maintenance), f"{calendar.CONTENT_TYPE}; method={method}", data),)

@@ -18,7 +18,7 @@ from sqlalchemy import and_, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from notifier import characters
+from notifier import characters, languages
 from notifier.config import Config
 from notifier.errors import InvalidTransition, MaintenanceNotFound, UsageError
 from notifier.models import Maintenance, MaintenanceAudience, Message, Subscriber, UTCDateTime, utcnow
@@ -122,8 +122,12 @@ def audience_size(session: Session, maintenance_id: int) -> int:
 def schedule(
     session: Session, config: Config, *, title: str, regions: list[str], services: list[str] | None = None,
     starts_at: datetime, ends_at: datetime, message: str = "", by: str = "", now: datetime | None = None,
+    texts: dict[str, dict[str, str | None]] | None = None,
 ) -> MaintenanceStep:  # fmt: skip
-    """Plan the work, snapshot its audience, announce it at once and plan its reminders."""
+    """Plan the work, snapshot its audience, announce it at once and plan its reminders.
+
+    ``texts``: the title and message in other languages (``{"en": {"title": …, "message": …}}``);
+    a reader of a language without them reads the default language's."""
     now = now or utcnow()
     regions, codes = _codes(config, regions, services or [])
     _window(starts_at, ends_at, now)
@@ -131,6 +135,7 @@ def schedule(
         title=_text(title, "--title", required=True), message=_text(message, "--message", required=False,
         multiline=True), regions=regions, services=codes, starts_at=starts_at, ends_at=ends_at,
         announced_at=now, created_by=by, updated_at=now,
+        translations=languages.check(config, texts, ("title", "message")) or None,
     )  # fmt: skip
     session.add(maintenance)
     session.flush()

@@ -123,7 +123,7 @@ def summary(session: ReadSession, config: ConfigDep, now: NowDep, locale: Locale
         "components": [_component(config, c, i, view, locale) for i, c in enumerate(view.components, 1)],
         "incidents": [_incident(config, item, view, locale) for item in view.open],
         "scheduled_maintenances": [
-            maintenance.scheduled_maintenance(config, entry)
+            maintenance.scheduled_maintenance(config, entry, locale)
             for entry in maintenance.public_view(session, now, status.check_region(config, region))
         ],
     }

@@ -43,11 +43,13 @@ def schedule(
     request: Request, user: UserDep, engine: EngineDep, config: ConfigDep, now: NowDep,
     title: Annotated[str, Form()] = "", starts: Annotated[str, Form()] = "", ends: Annotated[str, Form()] = "",
     regions: Codes = [], services: Codes = [], message: Text = "",  # noqa: B006
+    title_en: Annotated[str, Form()] = "", message_en: Text = "",
 ) -> Response:  # fmt: skip
+    english = {"en": {"title": title_en or None, "message": message_en or None}}
     with write_session(engine) as session:
         step = maintenance.schedule(session, config, title=title, regions=regions, services=services,
                                     starts_at=_moment(starts, "starts"), ends_at=_moment(ends, "ends"),
-                                    message=message, by=user.name, now=now)  # fmt: skip
+                                    message=message, by=user.name, now=now, texts=english)  # fmt: skip
     t = words(user)
     return redirect(request, "/console/maintenance",
                     t("Scheduled {ref}: {affected} affected, announced.", ref=step.maintenance.ref,

@@ -21,12 +21,12 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlmodel import Session
 
-from notifier import maintenance
+from notifier import languages, maintenance
 from notifier.config import Config
 from notifier.errors import MaintenanceNotFound, UsageError
 from notifier.maintenance import calendar
 from notifier.models import Maintenance
-from notifier.web.deps import ConfigDep, NowDep, ReadSession
+from notifier.web.deps import ConfigDep, LocaleDep, NowDep, ReadSession
 from notifier.web.status import PAGE_ID, iso
 from notifier.wording import zone_label
 
@@ -61,7 +61,7 @@ def public_view(session: Session, now: datetime, region: str | None = None) -> l
 
 @router.get("/maintenance/{maintenance_id}.ics", include_in_schema=False)
 def ics_file(
-    session: ReadSession, config: ConfigDep, now: NowDep, maintenance_id: str,
+    session: ReadSession, config: ConfigDep, now: NowDep, locale: LocaleDep, maintenance_id: str,
     region: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:  # fmt: skip
     """The maintenance as an iCalendar event, its times in UTC (and in ``region``'s zone in the text)."""
@@ -71,11 +71,11 @@ def ics_file(
         raise MaintenanceNotFound(maintenance_id)
     item = maintenance.get(session, int(maintenance_id))
     area = config.regions[region] if region else None
-    locale = config.notifier.default_locale
     data = calendar.ics(
         item, domain=config.smtp.from_address.rpartition("@")[2] or "localhost",
         url=config.notifier.public_base_url.rstrip("/") + "/", company=config.notifier.company.get(locale),
         zone=area.zone if area else None, zone_label=zone_label(area.timezone, locale) if area else "", now=now,
+        locale=locale,
     )  # fmt: skip
     return Response(data, media_type=calendar.CONTENT_TYPE,
                     headers={"Content-Disposition": f'attachment; filename="{calendar.filename(item)}"'})  # fmt: skip
@@ -89,9 +89,9 @@ def _page(config: Config, now: datetime) -> dict[str, Any]:
             "url": config.notifier.public_base_url, "time_zone": "Etc/UTC", "updated_at": iso(now)}  # fmt: skip
 
 
-def _updates(entry: PublicMaintenance) -> list[dict[str, Any]]:
+def _updates(entry: PublicMaintenance, locale: str) -> list[dict[str, Any]]:
     item = entry.item
-    steps = [("scheduled", item.announced_at, item.message)]
+    steps = [("scheduled", item.announced_at, languages.text(item, "message", locale))]
     if entry.phase in ("in_progress", "completed"):
         steps.append(("in_progress", item.starts_at, ""))
     if item.completed_at is not None:
@@ -103,11 +103,11 @@ def _updates(entry: PublicMaintenance) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def scheduled_maintenance(config: Config, entry: PublicMaintenance) -> dict[str, Any]:
-    """One maintenance in Statuspage's shape."""
-    item, locale = entry.item, config.notifier.default_locale
+def scheduled_maintenance(config: Config, entry: PublicMaintenance, locale: str = "") -> dict[str, Any]:
+    """One maintenance in Statuspage's shape, its texts in ``locale`` (default: the default language)."""
+    item, locale = entry.item, locale or config.notifier.default_locale
     return {
-        "id": item.ref, "name": item.title, "status": entry.phase, "impact": "maintenance",
+        "id": item.ref, "name": languages.text(item, "title", locale), "status": entry.phase, "impact": "maintenance",
         "created_at": iso(item.announced_at), "updated_at": iso(item.updated_at), "monitoring_at": None,
         "started_at": iso(item.starts_at) if entry.phase != "scheduled" else None,
         "resolved_at": iso(item.completed_at), "scheduled_for": iso(item.starts_at),
@@ -118,28 +118,29 @@ def scheduled_maintenance(config: Config, entry: PublicMaintenance) -> dict[str,
         "components": [{"id": code, "name": config.services[code].name.get(locale), "status": "under_maintenance"
                         if entry.phase == "in_progress" else "operational", "page_id": PAGE_ID}
                        for code in (item.services or list(config.services)) if code in config.services],
-        "incident_updates": _updates(entry),
+        "incident_updates": _updates(entry, locale),
     }  # fmt: skip
 
 
-def _document(config: Config, now: datetime, entries: list[PublicMaintenance]) -> dict[str, Any]:
-    return {"page": _page(config, now), "scheduled_maintenances": [scheduled_maintenance(config, e) for e in entries]}
+def _document(config: Config, now: datetime, entries: list[PublicMaintenance], locale: str) -> dict[str, Any]:
+    return {"page": _page(config, now),
+            "scheduled_maintenances": [scheduled_maintenance(config, e, locale) for e in entries]}  # fmt: skip
 
 
 @router.get("/api/v2/scheduled-maintenances.json")
-def all_maintenances(session: ReadSession, config: ConfigDep, now: NowDep) -> dict[str, Any]:
+def all_maintenances(session: ReadSession, config: ConfigDep, now: NowDep, locale: LocaleDep) -> dict[str, Any]:
     """The 50 most recent scheduled maintenances: scheduled, in progress and completed."""
-    return _document(config, now, _published(session, now))
+    return _document(config, now, _published(session, now), locale)
 
 
 @router.get("/api/v2/scheduled-maintenances/upcoming.json")
-def upcoming(session: ReadSession, config: ConfigDep, now: NowDep) -> dict[str, Any]:
+def upcoming(session: ReadSession, config: ConfigDep, now: NowDep, locale: LocaleDep) -> dict[str, Any]:
     """Maintenances still in the *scheduled* state, soonest first."""
-    return _document(config, now, [e for e in public_view(session, now) if e.phase == "scheduled"])
+    return _document(config, now, [e for e in public_view(session, now) if e.phase == "scheduled"], locale)
 
 
 @router.get("/api/v2/scheduled-maintenances/active.json")
-def active(session: ReadSession, config: ConfigDep, now: NowDep) -> dict[str, Any]:
+def active(session: ReadSession, config: ConfigDep, now: NowDep, locale: LocaleDep) -> dict[str, Any]:
     """Maintenances *in progress* (started and not completed)."""
-    return _document(config, now, [e for e in public_view(session, now) if e.phase == "in_progress"])
+    return _document(config, now, [e for e in public_view(session, now) if e.phase == "in_progress"], locale)
 
