@@ -29,9 +29,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from limits import parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import func, select
 from sqlmodel import Session
 
@@ -41,7 +38,6 @@ from notifier.errors import UsageError
 from notifier.models import Subscriber, SubscriptionEvent, utcnow
 from notifier.outbox import planned
 from notifier.samples import sample_subscriber
-from notifier.subscribers.validation import RowError, normalise_email, normalise_phone
 
 PREFERENCES = "preferences"
 _CONFIRM = "confirm"
@@ -86,6 +82,10 @@ class RequestLimits:
     """Confirmation requests per address and per client address (moving windows, in memory)."""
 
     def __init__(self, config: Config) -> None:
+        from limits import parse  # the web's alone: commands that render letters need not load it
+        from limits.storage import MemoryStorage
+        from limits.strategies import MovingWindowRateLimiter
+
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._address = parse(config.subscriptions.requests_per_address)
         self._client = parse(config.subscriptions.requests_per_ip)
@@ -125,6 +125,8 @@ class Choice:
 
 
 def normalised(address: str) -> str:
+    from notifier.subscribers.validation import RowError, normalise_email  # the import machinery: lazily
+
     try:
         return normalise_email((address or "").strip())
     except RowError:
@@ -140,6 +142,8 @@ def _apply(subscriber: Subscriber, choice: Choice, now: datetime) -> None:
 
 def normalised_phone(config: Config, number: str) -> str:
     """A mobile number as typed on the subscribe form, in E.164; UsageError when it is none."""
+    from notifier.subscribers.validation import RowError, normalise_phone
+
     try:
         return normalise_phone((number or "").strip(), config.notifier.default_country)
     except RowError:

@@ -35,3 +35,10 @@ def test_help_lists_every_command_group_without_importing_the_domain() -> None:
                                text=True, timeout=60).stdout  # fmt: skip
     for group in ("incident", "subscribers", "hotline", "send", "serve", "maintenance", "sms", "templates"):
         assert group in help_text
+
+
+def test_rendering_and_incidents_load_no_calendar_rate_limiter_or_import_machinery() -> None:
+    # `incident show/update` and the hotline's script render texts; the calendar, the web's rate
+    # limiter and the CSV import's validators are loaded only by the commands that use them.
+    loaded = loaded_after("import notifier.incidents, notifier.rendering")
+    assert not loaded & {"icalendar", "limits", "email_validator", "phonenumbers", "fastapi"}, sorted(loaded)

@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 from notifier import languages
 from notifier.composing import Attachment
 from notifier.config import Config
-from notifier.maintenance import calendar
 from notifier.models import Maintenance, Subscriber
 from notifier.outbox.planned import NOTICES, OVERRUN, PLANNED_KINDS
 from notifier.samples import sample_subscriber
@@ -115,6 +114,8 @@ def attachments(config: Config, kind: str, maintenance: Maintenance | None, subs
         return ()
     region = _region(config, subscriber, maintenance)
     area = config.regions[region]
+    from notifier.maintenance import calendar  # icalendar: only for the letters that carry an .ics
+
     data = calendar.ics(
         maintenance, domain=config.smtp.from_address.rpartition("@")[2] or "localhost",
         url=config.notifier.public_base_url.rstrip("/") + "/", company=config.notifier.company.get(locale),
