@@ -191,3 +191,13 @@ def test_a_distribution_list_is_told_its_change_is_its_own(
     with read_session(engine) as session:
         assert session.get(Subscriber, first.id).status == "unsubscribed"  # type: ignore[union-attr]
         assert session.get(Subscriber, second.id).status == "active"  # type: ignore[union-attr]
+
+
+def test_a_phone_on_the_form_while_sms_is_off_is_refused_in_one_line(web: httpx.Client, engine: Any) -> None:
+    form = {"region": "66", "locale": "ru", "phone": "+79120007711"}
+    assert 'name="phone"' not in web.get("/subscribe").text  # the form offers no phone field then
+    answer = web.post("/subscribe", data=form)
+    assert answer.status_code == 400 and "needs SMS, which is off here" in answer.text
+    assert web.post("/subscribe", data={**form, "phone": "", "email": "not an address"}).status_code == 400
+    with read_session(engine) as session:
+        assert session.exec(select(Subscriber)).all() == []
