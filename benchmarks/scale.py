@@ -287,14 +287,16 @@ def apology_ids(database_url: str, incident: int) -> tuple[set[str], dict[str, i
 
     from notifier.composing import message_id
     from notifier.db import make_engine
+    from notifier.outbox.loading import instance_id
 
     engine = make_engine(database_url)
     try:
+        instance = instance_id(engine)  # Message-IDs are <notifier.ROW.INSTANCE@domain>
         with engine.connect() as conn:
             ids = conn.execute(
                 text("SELECT id FROM message WHERE incident_id = :i AND kind = 'apology'"), {"i": incident}
             ).scalars()
-            expected = {message_id(i, "sfera-reporting.example") for i in ids}
+            expected = {message_id(i, "sfera-reporting.example", instance) for i in ids}
             states = dict(
                 conn.execute(
                     text("SELECT state, count(*) FROM message WHERE incident_id = :i GROUP BY state"),
