@@ -165,8 +165,12 @@ def test_planned_work_sms_wait_for_the_end_of_the_readers_quiet_hours(engine, sm
     }
     keys = [m.dedupe_key for m in rows(engine, channel="sms")]
     assert len(keys) == len(set(keys)) and all(key.startswith("sms:maintenance") for key in keys)
+    # The work runs 01:00–03:00 in 66 and 03:00–05:00 in 54, inside the quiet hours: the 1 h
+    # reminder and the started notice would come by SMS only after it is over, so they do not.
     reminders = Counter((m.channel, m.subscriber_id) for m in rows(engine, kind="maintenance_reminder"))
-    assert reminders == Counter({("email", mailbox.id): 2, ("sms", ural.id): 2, ("sms", siberia.id): 2})
+    assert reminders == Counter({("email", mailbox.id): 2, ("sms", ural.id): 1, ("sms", siberia.id): 1})
+    started = Counter(m.channel for m in rows(engine, kind="maintenance_started"))
+    assert started == Counter({"email": 1})
 
 
 def test_planned_work_by_sms_follows_its_own_policy(engine, sms_config, make_subscriber) -> None:
@@ -179,3 +183,26 @@ def test_planned_work_by_sms_follows_its_own_policy(engine, sms_config, make_sub
         maintenance.schedule(session, config, title="Работы", regions=["66"], services=["tax-reporting"],
                              starts_at=starts, ends_at=starts + timedelta(hours=2))  # fmt: skip
     assert rows(engine, channel="sms") == []
+
+
+def test_an_sms_reminder_that_quiet_hours_would_push_past_the_start_is_not_queued(
+    engine, sms_config, make_subscriber
+) -> None:
+    from notifier import maintenance
+
+    config = sms_config(quiet_hours="22:00-08:00")
+    texted = make_subscriber(region="66", email=None)  # UTC+5
+    mailbox = make_subscriber(region="66", phone=None)
+    now = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+    starts = datetime(2027, 3, 3, 2, 30, tzinfo=UTC)  # 07:30 in Yekaterinburg: the 1 h reminder is due at 06:30
+    with write_session(engine) as session:
+        maintenance.schedule(session, config, title="Работы", regions=["66"], services=["tax-reporting"],
+                             starts_at=starts, ends_at=starts + timedelta(hours=2), now=now)  # fmt: skip
+    reminders = {(m.channel, m.subscriber_id, m.not_before) for m in rows(engine, kind="maintenance_reminder")}
+    day_before = datetime(2027, 3, 2, 3, 0, tzinfo=UTC)  # the 24 h reminder, moved to 08:00 local the day before
+    assert reminders == {
+        ("email", mailbox.id, day_before), ("email", mailbox.id, starts - timedelta(hours=1)),
+        ("sms", texted.id, day_before),  # no SMS "in 1 hour" at 08:00, after the start
+    }
+    (started,) = [m for m in rows(engine, kind="maintenance_started") if m.channel == "sms"]
+    assert started.subscriber_id == texted.id

@@ -100,9 +100,12 @@ def _audience(
 def _queue(
     session: Session, config: Config, maintenance_id: int, kind: str, prefix: str, due: datetime, now: datetime,
     *, regions: list[str] | None = None, exclude: list[str] | None = None, informed_only: bool = False,
+    before: datetime | None = None,
 ) -> int:  # fmt: skip
     """Insert ``kind``'s e-mail rows and their SMS twins (``[sms].planned_work``); an SMS due in
-    the reader's quiet hours waits for their end (planned work is never urgent)."""
+    the reader's quiet hours waits for their end (planned work is never urgent). ``before``: an SMS
+    that would wait past it is not sent at all (a reminder past the start, the started notice
+    past the end)."""
     where = {"regions": regions, "exclude": exclude, "informed_only": informed_only}
     queued = _insert(session, _audience(maintenance_id, kind, prefix, due, now, **where))
     policy = config.sms.policy(kind)
@@ -114,6 +117,8 @@ def _queue(
         inside = [code for code in codes if regions is None or code in regions]
         if inside and not (exclude and set(inside) <= set(exclude)):
             at = after_quiet_hours(due, ZoneInfo(zone), window)
+            if before is not None and at >= before:
+                continue
             queued += _insert(session, _audience(maintenance_id, kind, prefix, at, now, sms_policy=policy,
                                                  **{**where, "regions": inside}))  # fmt: skip
     if regions is None:  # readers of regions gone from the config: by UTC, unshifted
@@ -178,12 +183,13 @@ def queue_reminders(session: Session, config: Config, maintenance: Maintenance, 
         for zone, regions in zones.items():
             due = reminder_due(start, lead, ZoneInfo(zone), section.night_window, section.night_applies_from)
             if due > now:
-                queued += _queue(session, config, maintenance.id, REMINDER, prefix, due, now, regions=regions)
+                queued += _queue(session, config, maintenance.id, REMINDER, prefix, due, now, regions=regions,
+                                 before=start)  # fmt: skip
         if start - lead > now:  # readers of regions gone from the config: by UTC, unshifted
             queued += _queue(session, config, maintenance.id, REMINDER, prefix, start - lead, now, exclude=known)
     if start > now:
         prefix = _key(STARTED, maintenance, _epoch(start))
-        queued += _queue(session, config, maintenance.id, STARTED, prefix, start, now)
+        queued += _queue(session, config, maintenance.id, STARTED, prefix, start, now, before=maintenance.ends_at)
     return queued
 
 
