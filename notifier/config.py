@@ -586,12 +586,11 @@ class SmsSection(_Section):
         return (time(h1, m1), time(h2, m2)) if (h1, m1) != (h2, m2) else None
 
     def policy(self, kind: str) -> str:
-        """Who gets ``kind`` by SMS by default: phone-only, all or none."""
+        """Who gets ``kind`` (``status``, ``apology``, or ``planned`` for all of planned work's
+        messages) by SMS by default: phone-only, all or none."""
         if not self.enabled:
             return "none"
-        if kind.startswith("maintenance") and kind != "maintenance_overrun":  # outbox.planned.PLANNED_KINDS
-            return self.planned_work
-        return {"status": self.status_notices, "apology": self.apologies}.get(kind, "none")
+        return {"status": self.status_notices, "apology": self.apologies, "planned": self.planned_work}.get(kind, "none")
 
 
 class MaintenanceSection(_Section):

@@ -61,6 +61,19 @@ def messages(engine, **where) -> list[Message]:
     return [m for m in found if all(getattr(m, key) == value for key, value in where.items())]
 
 
+def send_at(engine: Any, cfg: Any, moment: datetime) -> None:
+    """One sender run with its clock pinned at ``moment`` (quiet hours are judged by it)."""
+
+    async def run() -> None:
+        messengers = await open_messengers(cfg)
+        try:
+            await Sender(engine, cfg, messengers, clock=lambda: moment.astimezone(UTC)).run()
+        finally:
+            await close_messengers(messengers)
+
+    asyncio.run(run())
+
+
 def _outage(days_ago: int = 2) -> tuple[datetime, datetime]:
     """An outage from 05:46 to 10:53 UTC: 10:46–15:53 in Yekaterinburg, 12:46–17:53 in Novosibirsk."""
     day = (utcnow() - timedelta(days=days_ago)).date()
@@ -202,18 +215,11 @@ def test_quiet_hours_delay_an_apology_sms_to_the_morning_without_charging_attemp
                                 now=night - timedelta(hours=2)).incident.id  # fmt: skip
         incidents.resolve(session, cfg, ref, cause="Диск", measures="Замена", resolved_at=night, now=night)
 
-    async def send_at(moment: datetime) -> None:
-        messengers = await open_messengers(cfg)
-        try:
-            await Sender(engine, cfg, messengers, clock=lambda: moment.astimezone(UTC)).run()
-        finally:
-            await close_messengers(messengers)
-
-    asyncio.run(send_at(night + timedelta(hours=4, minutes=59)))  # 07:59 local
+    send_at(engine, cfg, night + timedelta(hours=4, minutes=59))  # 07:59 local
     assert kannel.received() == []
     (waiting,) = messages(engine, channel="sms", kind="apology")
     assert (waiting.state, waiting.attempts) == ("queued", 0)
-    asyncio.run(send_at(night + timedelta(hours=5)))  # 08:00 local
+    send_at(engine, cfg, night + timedelta(hours=5))  # 08:00 local
     (sms,) = kannel.wait_for(1)
     assert sms.receiver == reader.phone
     (sent,) = messages(engine, channel="sms", kind="apology")
@@ -234,19 +240,12 @@ def test_an_sms_queued_by_day_but_sent_in_the_night_waits_for_the_morning(
                                 now=afternoon - timedelta(hours=2)).incident.id  # fmt: skip
         incidents.resolve(session, cfg, ref, cause="Диск", measures="Замена", resolved_at=afternoon, now=afternoon)
 
-    async def send_at(moment: datetime) -> None:
-        messengers = await open_messengers(cfg)
-        try:
-            await Sender(engine, cfg, messengers, clock=lambda: moment.astimezone(UTC)).run()
-        finally:
-            await close_messengers(messengers)
-
-    asyncio.run(send_at(afternoon + timedelta(hours=8, minutes=30)))  # 23:30 local: the sender got to it late
+    send_at(engine, cfg, afternoon + timedelta(hours=8, minutes=30))  # 23:30 local: the sender got to it late
     assert kannel.received() == []
     (waiting,) = messages(engine, channel="sms", kind="apology")
     morning = (afternoon + timedelta(hours=17)).astimezone(UTC)  # 08:00 local the next day
     assert (waiting.state, waiting.attempts, waiting.not_before) == ("retry", 0, morning)
-    asyncio.run(send_at(afternoon + timedelta(hours=17)))
+    send_at(engine, cfg, afternoon + timedelta(hours=17))
     (sms,) = kannel.wait_for(1)
     assert sms.receiver == reader.phone
     (sent,) = messages(engine, channel="sms", kind="apology")

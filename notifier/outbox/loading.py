@@ -117,7 +117,8 @@ class Loader:
             job.render = {"channel": sms.CHANNEL}
             if self.config is not None:
                 region = subscriber.region if subscriber is not None else None
-                job.wait_until = sms.quiet_until(self.config, incident, message.kind, region, self.clock())
+                job.wait_until = sms.quiet_until(self.config, incident, message.kind, region, self.clock(),
+                                                 planned_work=message.maintenance_id is not None)  # fmt: skip
         if subscriber is not None and subscriber.status != "active":
             job.cancel = f"cancelled: subscriber is {subscriber.status}"
         elif message.channel == sms.CHANNEL and subscriber is not None and subscriber.phone_refused == message.recipient:
@@ -275,8 +276,8 @@ def _unwanted_planned(message: Message, maintenance: Maintenance | None) -> str 
 def _confirmation(job: Job, session: Session) -> None:
     subscriber_id = planned.confirmation_subscriber(job.message.dedupe_key)
     subscriber = session.get(Subscriber, subscriber_id) if subscriber_id else None
-    address = subscriber.phone if subscriber is not None and job.message.channel == sms.CHANNEL else (
-        subscriber.email if subscriber is not None else None)  # fmt: skip
+    channel_address = {sms.CHANNEL: subscriber.phone, "email": subscriber.email} if subscriber else {}
+    address = channel_address.get(job.message.channel)
     if subscriber is None or subscriber.status not in ("pending", "active") or address != job.message.recipient:
         job.cancel = "cancelled: the subscription request is no longer open"
         return

@@ -108,7 +108,7 @@ def _queue(
     past the end)."""
     where = {"regions": regions, "exclude": exclude, "informed_only": informed_only}
     queued = _insert(session, _audience(maintenance_id, kind, prefix, due, now, **where))
-    policy = config.sms.policy(kind)
+    policy = config.sms.policy("planned")
     if policy == "none":
         return queued
     window = config.sms.quiet_window

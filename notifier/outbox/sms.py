@@ -59,10 +59,10 @@ def after_quiet_hours(due: datetime, zone: ZoneInfo, window: tuple[time, time] |
 
 
 def quiet_until(config: Config, incident: Incident | None, kind: str, region: str | None,
-                now: datetime) -> datetime | None:  # fmt: skip
+                now: datetime, *, planned_work: bool = False) -> datetime | None:  # fmt: skip
     """When an SMS due ``now`` must wait for the end of the quiet hours in the reader's region
-    (a retry, or a backlog that ran into the night), or None when it may go now."""
-    planned_work = incident is None and kind.startswith("maintenance")  # never urgent
+    (a retry, or a backlog that ran into the night), or None when it may go now. Planned work
+    is never urgent: its SMS always wait."""
     if region not in config.regions or not (planned_work or (incident and _quiet_applies(config, incident, kind))):
         return None
     later = after_quiet_hours(now, config.regions[region].zone, config.sms.quiet_window)  # type: ignore[index]
