@@ -168,6 +168,7 @@ class SmtpSection(_Section):
     ca_system: bool = True  # also trust the system's CAs; false: only ca_file
     tls_verify: bool = True  # false: accept any certificate (test relays only; says so loudly)
     throttle_patience: Duration = timedelta(minutes=10)  # wait out a throttling relay this long
+    pipelining: bool = True  # RFC 2920: MAIL, RCPT and DATA in one round trip when the server offers it
     dkim_domain: str = ""  # d= of the DKIM signature; empty: mail is not signed
     dkim_selector: str = ""  # s=: the key is published at <selector>._domainkey.<domain>
     dkim_key_file: str = ""  # PEM private key file (relative to this config file) ...

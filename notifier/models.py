@@ -25,6 +25,13 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 
+class _Table(SQLModel):
+    """Base of the tables: pydantic builds a model's validator on first use, not at import."""
+
+    model_config = {"defer_build": True}  # type: ignore[assignment]
+
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores UTC, returns aware datetimes on every backend (SQLite keeps no zone)."""
 
@@ -68,7 +75,7 @@ DELIVERY_STATES = ("accepted", "delivered", "failed", "expired")
 UNSENT_STATES = ("queued", "retry")
 
 
-class Subscriber(SQLModel, table=True):
+class Subscriber(_Table, table=True):
     __tablename__ = "subscriber"
     __table_args__ = (Index("ix_subscriber_status_region", "status", "region"),)
 
@@ -103,7 +110,7 @@ class Subscriber(SQLModel, table=True):
         return [code for code in self.services.split(";") if code]
 
 
-class Incident(SQLModel, table=True):
+class Incident(_Table, table=True):
     __tablename__ = "incident"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -133,7 +140,7 @@ class Incident(SQLModel, table=True):
         return f"INC-{self.id}"
 
 
-class Update(SQLModel, table=True):
+class Update(_Table, table=True):
     """A public status message on an incident; also its timeline of who did what."""
 
     __tablename__ = "incident_update"
@@ -149,7 +156,7 @@ class Update(SQLModel, table=True):
     translations: dict[str, dict[str, str]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
-class AudienceMember(SQLModel, table=True):
+class AudienceMember(_Table, table=True):
     __tablename__ = "audience_member"
 
     incident_id: int = Field(foreign_key="incident.id", primary_key=True)
@@ -157,7 +164,7 @@ class AudienceMember(SQLModel, table=True):
     added_at: datetime = _time()
 
 
-class Message(SQLModel, table=True):
+class Message(_Table, table=True):
     """One notification to one recipient over one channel: the outbox row."""
 
     __tablename__ = "message"
@@ -195,7 +202,7 @@ class Message(SQLModel, table=True):
     maintenance_id: int | None = Field(default=None, foreign_key="maintenance.id", index=True)
 
 
-class SenderRow(SQLModel, table=True):
+class SenderRow(_Table, table=True):
     """A running sender and its heartbeat: the lease on every message it holds.
 
     ``heartbeat_at`` is written with the database's clock, so machines whose clocks
@@ -214,7 +221,7 @@ class SenderRow(SQLModel, table=True):
     heartbeat_at: datetime = _time()
 
 
-class MailingPause(SQLModel, table=True):
+class MailingPause(_Table, table=True):
     """Messages of one kind, channel and language wait here while their template is broken."""
 
     __tablename__ = "mailing_pause"
@@ -229,7 +236,7 @@ class MailingPause(SQLModel, table=True):
     since: datetime = _time()
 
 
-class Meta(SQLModel, table=True):
+class Meta(_Table, table=True):
     """Facts about this database; ``instance`` makes its Message-IDs globally unique."""
 
     __tablename__ = "notifier_meta"
@@ -238,7 +245,7 @@ class Meta(SQLModel, table=True):
     value: str
 
 
-class Call(SQLModel, table=True):
+class Call(_Table, table=True):
     __tablename__ = "call"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -251,7 +258,7 @@ class Call(SQLModel, table=True):
     created_at: datetime = _time()
 
 
-class Callback(SQLModel, table=True):
+class Callback(_Table, table=True):
     __tablename__ = "callback"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -265,7 +272,7 @@ class Callback(SQLModel, table=True):
     created_at: datetime = _time()
 
 
-class User(SQLModel, table=True):
+class User(_Table, table=True):
     """A support-console user; the token is shown once, only its hash is stored."""
 
     __tablename__ = "console_user"
@@ -284,7 +291,7 @@ class User(SQLModel, table=True):
 SUPPRESSION_KINDS = ("hard_bounce", "soft_bounce", "complaint", "auto_reply", "suppressed", "unsuppressed")
 
 
-class SuppressionEvent(SQLModel, table=True):
+class SuppressionEvent(_Table, table=True):
     """One bounce, complaint, auto-reply or operator decision about an address (``notifier.bounces``).
 
     ``code`` is the DSN status (``5.1.1``) or the provider's event code; ``source`` says where
@@ -308,7 +315,7 @@ class SuppressionEvent(SQLModel, table=True):
 MAINTENANCE_STATUSES = ("scheduled", "cancelled", "completed")  # "in progress" is scheduled and started
 
 
-class Maintenance(SQLModel, table=True):
+class Maintenance(_Table, table=True):
     """Planned work (``notifier.maintenance``): announced before, reminded, started, completed.
 
     ``version`` moves on with every change of the times (reschedule, extend): a reminder queued
@@ -341,7 +348,7 @@ class Maintenance(SQLModel, table=True):
         return f"MNT-{self.id}"
 
 
-class MaintenanceAudience(SQLModel, table=True):
+class MaintenanceAudience(_Table, table=True):
     """The subscribers a maintenance affects, snapshotted when it is scheduled."""
 
     __tablename__ = "maintenance_audience"
@@ -354,7 +361,7 @@ class MaintenanceAudience(SQLModel, table=True):
 SUBSCRIPTION_EVENTS = ("requested", "confirmed", "changed", "unsubscribed")
 
 
-class SubscriptionEvent(SQLModel, table=True):
+class SubscriptionEvent(_Table, table=True):
     """One self-service step of a subscriber (``notifier.subscriptions``), for ``subscribers stats``."""
 
     __tablename__ = "subscription_event"

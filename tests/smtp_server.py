@@ -18,6 +18,9 @@ A rule matches a command ("CONNECT", "MAIL", "RCPT" or "DATA") and an address: t
 MAIL, the recipient for RCPT, any envelope recipient for DATA; "*" matches all (and CONNECT). The first rule
 that matches and has uses left applies: an optional delay, then the reply, or a hang-up.
 With ``auth``, the server offers AUTH (without TLS) and answers 535 to a wrong password.
+With ``pipelining``, it offers PIPELINING (RFC 2920; aiosmtpd reads pipelined commands one by
+one from its buffer, as a real server does), and ``server.chunks`` holds what each read from
+the socket brought, so a test can see which commands arrived together.
 """
 
 from __future__ import annotations
@@ -80,6 +83,10 @@ class _ScriptedSMTP(SMTP):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._scripted_server = server
 
+    def data_received(self, data: bytes) -> None:
+        self._scripted_server.chunks.append(data)
+        super().data_received(data)
+
     async def _handle_client(self) -> None:
         rule = self._scripted_server._rule("CONNECT", ["*"])
         if rule is not None and rule.reply:
@@ -105,6 +112,14 @@ class _Handler:
                 smtp.transport.abort()
             return "421 4.4.2 dropped (never seen by the client)"
         return rule.reply
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.server.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
@@ -139,9 +154,11 @@ class _Handler:
 class ScriptedSmtpServer:
     def __init__(
         self, *, auth: dict[str, str] | None = None, hostname: str = "scripted.test", tls: TlsFiles | None = None,
-        implicit_tls: bool = False,
+        implicit_tls: bool = False, pipelining: bool = False,
     ) -> None:  # fmt: skip
         self.auth = auth
+        self.pipelining = pipelining
+        self.chunks: list[bytes] = []
         self.tls = tls
         self.implicit_tls = implicit_tls
         self.received: list[tuple[str, list[str], bytes]] = []

@@ -20,9 +20,11 @@ SENDER = "noreply@example.org"
 DATA = b"Subject: test\r\nMessage-ID: <t@example.org>\r\n\r\nHello.\r\n"
 
 
-@pytest.fixture
-def server(smtp_server: ScriptedSmtpServer) -> ScriptedSmtpServer:
-    """conftest's scripted SMTP server, under the short name these tests use."""
+@pytest.fixture(params=["one command at a time", "pipelining"])
+def server(request: pytest.FixtureRequest, smtp_server: ScriptedSmtpServer) -> ScriptedSmtpServer:
+    """conftest's scripted SMTP server, under the short name these tests use; every test runs
+    against a server that offers PIPELINING (RFC 2920) and one that does not."""
+    smtp_server.pipelining = request.param == "pipelining"
     return smtp_server
 
 
@@ -335,3 +337,69 @@ async def test_bytes_that_need_stuffing_or_line_ends_still_arrive_intact(server:
     async with SmtpMessenger(section(server.port), password=None) as messenger:
         assert (await messenger.send(SENDER, "ivan@example.org", data)).status == "sent"
     assert server.received[-1][2] == data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _grouped(chunks: list[bytes]) -> list[bool]:
+    """For each MAIL the server read: did RCPT and DATA come in the same read?"""
+    return [b"RCPT TO:" in chunk and b"DATA\r\n" in chunk for chunk in chunks if b"MAIL FROM:" in chunk]
+
+
+@pytest.mark.parametrize(("offered", "wanted", "together"), [(True, True, True), (False, True, False),
+                                                             (True, False, False)])  # fmt: skip
+async def test_pipelining_sends_mail_rcpt_and_data_in_one_write_when_offered_and_wanted(
+    offered: bool, wanted: bool, together: bool
+) -> None:
+    with ScriptedSmtpServer(pipelining=offered) as srv:
+        srv.on("RCPT", "bad@example.org", "550 5.1.1 No such user")
+        async with SmtpMessenger(section(srv.port, connections=1, pipelining=wanted), password=None) as messenger:
+            results = [(await messenger.send(SENDER, rcpt, DATA)).status
+                       for rcpt in ("a@example.org", "bad@example.org", "b@example.org")]  # fmt: skip
+        assert results == ["sent", "permanent", "sent"]
+        assert [rcpts for _, rcpts, _ in srv.received] == [["a@example.org"], ["b@example.org"]]
+        assert _grouped(srv.chunks) == [together] * 3
+
+
+async def test_a_server_that_says_354_after_refusing_the_recipient_is_kept_in_step() -> None:
+    """RFC 2920 says DATA must fail when no recipient was accepted; a server that answers 354
+    anyway gets an empty message ended at once, and the next message is not taken for its body."""
+    seen: list[bytes] = []
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 odd.test ESMTP\r\n")
+        in_data = refused = False
+        while line := await reader.readline():
+            seen.append(line)
+            if in_data:
+                if line == b".\r\n":
+                    in_data = False
+                    writer.write(b"554 5.5.1 No valid recipients\r\n" if refused else b"250 2.0.0 Queued\r\n")
+                continue
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                writer.write(b"250-odd.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+            elif verb == b"MAIL":
+                refused = False
+                writer.write(b"250 2.1.0 Ok\r\n")
+            elif verb == b"RCPT":
+                refused = b"bad@" in line
+                writer.write(b"550 5.1.1 No such user\r\n" if refused else b"250 2.1.5 Ok\r\n")
+            elif verb == b"DATA":
+                in_data = True
+                writer.write(b"354 Go ahead\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"221 Bye\r\n")
+                break
+            else:
+                writer.write(b"250 Ok\r\n")
+        writer.close()
+
+    odd = await asyncio.start_server(session, "127.0.0.1", 0)
+    port = odd.sockets[0].getsockname()[1]
+    async with odd, SmtpMessenger(section(port, connections=1), password=None) as messenger:
+        first = await messenger.send(SENDER, "bad@example.org", DATA)
+        second = await messenger.send(SENDER, "ivan@example.org", DATA)
+    assert (first.status, first.code) == ("permanent", 550)
+    assert second.status == "sent"
+    assert seen[1:6] == [b"MAIL FROM:<noreply@example.org>\r\n", b"RCPT TO:<bad@example.org>\r\n", b"DATA\r\n",
+                         b".\r\n", b"RSET\r\n"]  # fmt: skip
+    assert seen.count(b"MAIL FROM:<noreply@example.org>\r\n") == 2

@@ -23,37 +23,67 @@ It does not choose an incident's audience (``incidents``) nor print anything
 
 from __future__ import annotations
 
-from notifier.errors import AmbiguousSubscriber
-from notifier.subscribers.csv_files import spreadsheet_safe
-from notifier.subscribers.duplicates import SharedMailbox, SharedMailboxes
-from notifier.subscribers.importing import (
-    KEPT_REJECTIONS,
-    PARALLEL_FROM_BYTES,
-    ImportReport,
-    Rejection,
-    import_csv,
-    validate_rows,
-)
-from notifier.subscribers.lookup import (
-    add_subscriber,
-    count_subscribers,
-    find,
-    get_one,
-    list_subscribers,
-    unsubscribe,
-)
-from notifier.subscribers.validation import (
-    COLUMNS,
-    MAX_EXTERNAL_ID,
-    MAX_FIELD,
-    MAX_NAME,
-    RowError,
-    RowRules,
-    clean,
-    normalise_email,
-    normalise_phone,
-)
-from notifier.subscribers.writing import Batch, Writer
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# Which submodule holds each name: the package imports a submodule when one of its names is
+# first used, so a command that only looks a subscriber up (``hotline lookup``) does not load
+# the CSV import's machinery.
+_HOMES = {
+    "AmbiguousSubscriber": "notifier.errors",
+    "spreadsheet_safe": "notifier.subscribers.csv_files",
+    **dict.fromkeys(("SharedMailbox", "SharedMailboxes"), "notifier.subscribers.duplicates"),
+    **dict.fromkeys(("KEPT_REJECTIONS", "PARALLEL_FROM_BYTES", "ImportReport", "Rejection", "import_csv",
+                     "validate_rows"), "notifier.subscribers.importing"),  # fmt: skip
+    **dict.fromkeys(("add_subscriber", "count_subscribers", "find", "get_one", "list_subscribers", "unsubscribe"),
+                    "notifier.subscribers.lookup"),  # fmt: skip
+    **dict.fromkeys(("COLUMNS", "MAX_EXTERNAL_ID", "MAX_FIELD", "MAX_NAME", "RowError", "RowRules", "clean",
+                     "normalise_email", "normalise_phone"), "notifier.subscribers.validation"),  # fmt: skip
+    **dict.fromkeys(("Batch", "Writer"), "notifier.subscribers.writing"),
+}
+
+if TYPE_CHECKING:
+    from notifier.errors import AmbiguousSubscriber
+    from notifier.subscribers.csv_files import spreadsheet_safe
+    from notifier.subscribers.duplicates import SharedMailbox, SharedMailboxes
+    from notifier.subscribers.importing import (
+        KEPT_REJECTIONS,
+        PARALLEL_FROM_BYTES,
+        ImportReport,
+        Rejection,
+        import_csv,
+        validate_rows,
+    )
+    from notifier.subscribers.lookup import (
+        add_subscriber,
+        count_subscribers,
+        find,
+        get_one,
+        list_subscribers,
+        unsubscribe,
+    )
+    from notifier.subscribers.validation import (
+        COLUMNS,
+        MAX_EXTERNAL_ID,
+        MAX_FIELD,
+        MAX_NAME,
+        RowError,
+        RowRules,
+        clean,
+        normalise_email,
+        normalise_phone,
+    )
+    from notifier.subscribers.writing import Batch, Writer
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(home), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "COLUMNS",
