@@ -19,7 +19,10 @@ to show what it saves. Also ``notifier send`` with every message DKIM-signed (th
 of ``notifier send`` at M/5 and M messages, and correctness: the sink received M messages
 from ``notifier send`` and the outbox shows M sent. Prints one table.
 
-    python benchmarks/mailing.py [--messages 50000] [--connections 8] [--repeat 1]
+    python benchmarks/mailing.py [--messages 50000] [--connections 8] [--repeat 1] [--rtt 0]
+
+``--rtt 10`` puts 10 ms of round trip between every sender and the sink (a relay in another
+data centre): there the round trips a message costs, not the CPU, set the pace.
 """
 
 from __future__ import annotations
@@ -77,8 +80,35 @@ POOL = 1000  # distinct pre-built messages the ceiling cycles through (recipient
 # -- the sink (its own process) ------------------------------------------------------------
 
 
-def _sink_main(counters: Any, ports: Any, stop: Any) -> None:
-    """aiosmtpd on 127.0.0.1 that counts messages and bytes and forgets them."""
+async def _delayed_pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+    """Copy ``reader`` to ``writer``, each chunk ``delay`` seconds late, in order, however many
+    are on the way: a link with that one-way latency and no bandwidth limit."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+    async def deliver() -> None:
+        while True:
+            due, data = await queue.get()
+            if not data:
+                break
+            await asyncio.sleep(max(due - loop.time(), 0))
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    delivering = asyncio.create_task(deliver())
+    try:
+        while data := await reader.read(65536):
+            queue.put_nowait((loop.time() + delay, data))
+    finally:
+        queue.put_nowait((0.0, b""))
+        await delivering
+
+
+def _sink_main(counters: Any, ports: Any, stop: Any, rtt: float = 0.0) -> None:
+    """aiosmtpd on 127.0.0.1 that counts messages and bytes and forgets them; with ``rtt``
+    (seconds), reached through a proxy that delays every chunk by half of it each way, as a
+    relay that far away would be."""
     from aiosmtpd.smtp import SMTP
 
     class Counter:
@@ -98,9 +128,21 @@ def _sink_main(counters: Any, ports: Any, stop: Any) -> None:
         server = await loop.create_server(
             lambda: SMTP(handler, hostname="bench-sink", ident="bench sink"), "127.0.0.1", 0
         )
-        ports.send(server.sockets[0].getsockname()[1])
+        port = sink_port = server.sockets[0].getsockname()[1]
+        proxy = None
+        if rtt:
+            async def link(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+                sink_reader, sink_writer = await asyncio.open_connection("127.0.0.1", sink_port)
+                await asyncio.gather(_delayed_pipe(client_reader, sink_writer, rtt / 2),
+                                     _delayed_pipe(sink_reader, client_writer, rtt / 2), return_exceptions=True)  # fmt: skip
+
+            proxy = await asyncio.start_server(link, "127.0.0.1", 0)
+            port = proxy.sockets[0].getsockname()[1]
+        ports.send(port)
         await loop.run_in_executor(None, stop.wait)
         server.close()
+        if proxy is not None:
+            proxy.close()
 
     asyncio.run(serve())
 
@@ -108,13 +150,13 @@ def _sink_main(counters: Any, ports: Any, stop: Any) -> None:
 class SinkProcess:
     """``with SinkProcess() as sink:`` — ``sink.port``, ``sink.messages``, ``sink.bytes``."""
 
-    def __init__(self) -> None:
+    def __init__(self, rtt: float = 0.0) -> None:
         context = multiprocessing.get_context("spawn")
         self._counters = context.RawArray("q", 2)
         self._stop = context.Event()
         receive, send = context.Pipe(duplex=False)
         self._process = context.Process(
-            target=_sink_main, args=(self._counters, send, self._stop), daemon=True
+            target=_sink_main, args=(self._counters, send, self._stop, rtt), daemon=True
         )
         self._process.start()
         deadline = time.monotonic() + 30
@@ -522,6 +564,9 @@ def main() -> None:
         "--profile", type=Path, help="then profile one more notifier send with py-spy into this file"
     )
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it (default: a temp dir)")
+    parser.add_argument("--rtt", type=float, default=0.0,
+                        help="milliseconds of round trip between every sender and the sink (a proxy in the sink's"
+                             " process delays each chunk by half each way; default 0: loopback)")  # fmt: skip
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -539,7 +584,7 @@ def main() -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
 
     try:
-        with SinkProcess() as sink:
+        with SinkProcess(args.rtt / 1000) as sink:
             say(f"sink (pid {sink._process.pid}) on 127.0.0.1:{sink.port}; preparing {m:,} apologies…")
             started = time.perf_counter()
             project = prepare(root / "big", m, sink.port, n)
@@ -566,7 +611,7 @@ def main() -> None:
                 runs["small"].append(measure_notifier(sink, small, root / "small"))
                 say(f"round {round_}: notifier send at {small_m:,}: {runs['small'][-1]['seconds']:.1f} s")
             print_table(
-                m, n, small_m, args.repeat, {kind: median_of(items) for kind, items in runs.items()}, runs
+                m, n, small_m, args.repeat, {kind: median_of(items) for kind, items in runs.items()}, runs, args.rtt
             )
             if args.profile:
                 profile(sink, project, root / "big", args.profile)
@@ -582,6 +627,7 @@ def print_table(
     repeat: int,
     med: dict[str, dict[str, Any]],
     runs: dict[str, list[dict[str, Any]]],
+    rtt: float = 0.0,
 ) -> None:
     def rate(result: dict[str, Any]) -> float:
         return result["messages"] / result["seconds"]
@@ -596,7 +642,8 @@ def print_table(
         ("plain smtplib loop (subset), 1 conn.", med["plain"]),
     ]
     label = "median of " + str(repeat) if repeat > 1 else "1 run"
-    print(f"\nM = {m:,} apologies, N = {n} connections, one aiosmtpd sink process; seconds: {label}\n")
+    link = f", {rtt:g} ms round trip to it" if rtt else ""
+    print(f"\nM = {m:,} apologies, N = {n} connections, one aiosmtpd sink process{link}; seconds: {label}\n")
     header = [
         "sender",
         "messages",

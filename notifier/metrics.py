@@ -30,6 +30,7 @@ from sqlalchemy.engine import Engine
 from notifier.db import is_sqlite, read_session
 from notifier.incidents import PUBLIC_UPDATE_KINDS
 from notifier.models import AudienceMember, Incident, MailingPause, Message, Update, utcnow
+from notifier.outbox.queueing import unwritten
 
 __all__ = ["REGISTRY", "OutboxCollector", "count_outcome", "observe_latency", "smtp_error"]
 
@@ -90,8 +91,8 @@ class OutboxCollector(Collector):
             select(Message.kind, Message.channel, Message.state, func.count())
             .group_by(Message.kind, Message.channel, Message.state)
         ).all()  # fmt: skip
-        for kind, channel, state, n in rows:
-            family.add_metric([kind, channel, state], n)
+        for labels, n in _with_owed(session, rows).items():
+            family.add_metric(list(labels), n)
         return family
 
     def _senders(self, session: object) -> Iterable[Metric]:
@@ -142,12 +143,13 @@ class OutboxCollector(Collector):
                 select(func.count()).select_from(AudienceMember).where(AudienceMember.incident_id == incident.id)
             ).scalar_one()  # fmt: skip
             audience.add_metric([ref], size)
-            for kind, channel, state, n in session.execute(  # type: ignore[attr-defined]
+            rows = session.execute(  # type: ignore[attr-defined]
                 select(Message.kind, Message.channel, Message.state, func.count())
                 .where(Message.incident_id == incident.id)
                 .group_by(Message.kind, Message.channel, Message.state)
-            ).all():  # fmt: skip
-                messages.add_metric([ref, kind, channel, state], n)
+            ).all()  # fmt: skip
+            for labels, n in _with_owed(session, rows, incident.id).items():
+                messages.add_metric([ref, *labels], n)
             last = session.execute(  # type: ignore[attr-defined]
                 select(func.max(Message.sent_at)).where(Message.incident_id == incident.id, Message.kind == "apology",
                                                         Message.state == "sent")  # fmt: skip
@@ -174,6 +176,17 @@ class OutboxCollector(Collector):
             soon = sum(1 for at in sent if at is not None and _aware(at) - update.created_at <= REACH_WINDOW)
             shares.append((update.id, soon / size))
         return shares
+
+
+def _with_owed(session: object, rows: Iterable[tuple[str, str, str, int]],
+               incident_id: int | None = None) -> dict[tuple[str, str, str], int]:  # fmt: skip
+    """Counts by (kind, channel, state), with the rows status notices still owe (queued) or owed
+    and never wrote (cancelled)."""
+    counted = {(kind, channel, state): n for kind, channel, state, n in rows}
+    for pending, state, n in unwritten(session, incident_id):  # type: ignore[arg-type]
+        key = (pending.kind, pending.channel, state)
+        counted[key] = counted.get(key, 0) + n
+    return counted
 
 
 def _aware(value: datetime) -> datetime:

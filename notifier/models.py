@@ -202,6 +202,34 @@ class Message(_Table, table=True):
     maintenance_id: int | None = Field(default=None, foreign_key="maintenance.id", index=True)
 
 
+class PendingNotice(_Table, table=True):
+    """A status notice owed to an incident's audience and not yet written out row by row.
+
+    Declaring over a big audience would otherwise write one outbox row per member before it
+    answers; instead the notice waits here, and senders turn it into ``message`` rows a claim's
+    worth at a time, in subscriber order (``outbox.queueing.materialise``): the members up to
+    ``after_subscriber`` have theirs. The rows are what they would have been (same columns,
+    same de-duplication keys), so nothing downstream knows the difference; counts add the
+    members still to come as queued. ``done``: none are left. ``cancelled``: the members it
+    still owed when a newer update or the resolve cancelled it (counted as cancelled rows).
+    """
+
+    __tablename__ = "pending_notice"
+    __table_args__ = (UniqueConstraint("incident_id", "update_id", "kind", "channel", name="uq_pending_notice"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id")
+    update_id: int = Field(foreign_key="incident_update.id")
+    kind: str = "status"
+    channel: str = "email"
+    key_prefix: str  # the rows' de-duplication keys are this and the subscriber id
+    after_subscriber: int = 0
+    done: bool = False
+    cancelled: int = 0
+    due: datetime = _time()
+    created_at: datetime = _time()
+
+
 class SenderRow(_Table, table=True):
     """A running sender and its heartbeat: the lease on every message it holds.
 

@@ -303,6 +303,17 @@ def message_ids(server: Any) -> Any:
     return Counter(header_value(raw, "Message-ID") for _, _, raw in server.received)
 
 
+def write_out(engine: Any) -> int:
+    """Write out every status notice still owed as its outbox rows, as senders do when they
+    claim (``outbox.queueing.materialise``); returns how many rows were written."""
+    from notifier.db import write_session
+    from notifier.models import utcnow
+    from notifier.outbox.queueing import materialise
+
+    with write_session(engine) as session:
+        return materialise(session, 10**9, utcnow())
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.01) -> bool:
     import time
 

@@ -12,6 +12,7 @@ from notifier import incidents, outbox
 from notifier.db import read_session, write_session
 from notifier.errors import InvalidTransition, UsageError
 from notifier.models import AudienceMember, Message, utcnow
+from tests.conftest import write_out
 
 
 def _audience(engine: Any, incident_id: int) -> set[int]:
@@ -23,6 +24,8 @@ def _audience(engine: Any, incident_id: int) -> set[int]:
 
 
 def _messages(engine: Any, incident_id: int, kind: str) -> list[Message]:
+    """The incident's outbox rows of ``kind``, once the senders have written out what is owed."""
+    write_out(engine)
     with read_session(engine) as session:
         query = (
             select(Message)
@@ -156,8 +159,24 @@ def test_newer_status_notice_supersedes_unsent_one(engine, config, make_subscrib
     with write_session(engine) as session:
         incidents.post_update(session, config, ref, status="identified", message="Нашли причину")
     notices = _messages(engine, ref, "status")
-    assert [m.state for m in notices] == ["cancelled", "queued"]
+    assert [(m.state, m.update_id) for m in notices] == [("queued", latest_update_id(engine, ref))]
     assert all(m.subscriber_id == member.id for m in notices)
+
+
+def test_a_notice_already_written_out_is_cancelled_by_a_newer_one(engine, config, make_subscriber) -> None:
+    make_subscriber(region="66")
+    ref = _declare(engine, config, regions=["66"]).incident.id
+    assert write_out(engine) == 1  # a sender has written the first notice's row, not sent it yet
+    with write_session(engine) as session:
+        result = incidents.post_update(session, config, ref, status="identified", message="Нашли причину")
+    assert result.queued["status"] == 1
+    assert [m.state for m in _messages(engine, ref, "status")] == ["cancelled", "queued"]
+
+
+def latest_update_id(engine: Any, ref: int) -> int | None:
+    with read_session(engine) as session:
+        latest = incidents.latest_public_update(session, ref)
+        return latest.id if latest else None
 
 
 def test_resolve_cancels_unsent_status_and_queues_one_apology_each(engine, config, make_subscriber) -> None:
@@ -168,7 +187,9 @@ def test_resolve_cancels_unsent_status_and_queues_one_apology_each(engine, confi
             session, config, ref, cause="Отказ сервера БД", measures="Резервный кластер"
         )
     assert result.cancelled == 3 and result.queued["apology"] == 3
-    assert {m.state for m in _messages(engine, ref, "status")} == {"cancelled"}
+    assert _messages(engine, ref, "status") == []  # owed, never written out: nothing to send
+    with read_session(engine) as session:
+        assert outbox.counts(session, ref)["status"] == {"cancelled": 3}
     apologies = _messages(engine, ref, "apology")
     assert sorted(m.subscriber_id for m in apologies) == sorted(s.id for s in members)
 

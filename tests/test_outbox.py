@@ -18,7 +18,7 @@ from notifier.db import is_sqlite, read_session, write_session
 from notifier.models import Message, Subscriber, utcnow
 from notifier.outbox import claims, pauses
 from notifier.outbox.claims import Presence, Results
-from tests.conftest import declare_and_resolve, write_config
+from tests.conftest import declare_and_resolve, write_config, write_out
 
 TIMEOUT = timedelta(seconds=30)
 
@@ -242,6 +242,7 @@ def test_cancel_unsent_leaves_the_newest_update_and_claimed_rows(engine, config,
         latest = incidents.latest_public_update(session, ref)
         cancelled = outbox.cancel_unsent(session, "test", kind="status", incident_id=ref, except_update=latest.id)
     assert cancelled == 0  # the newest is kept; the claimed one is the sender's to judge
+    write_out(engine)
     with read_session(engine) as session:
         rows = session.exec(select(Message).where(Message.kind == "status")).all()
     states = {row.id: row.state for row in rows}

@@ -318,3 +318,32 @@ def test_a_relay_certificate_that_does_not_verify_stops_send_with_one_line_and_c
         delivered = cli("send", "--json", config=trusting.path)
         assert delivered.exit_code == 0, delivered.stderr
         assert delivered.json()["sent"] == 5 and len(server.received) == 5
+
+
+def test_a_claim_whose_answer_was_lost_is_sent_in_the_same_run(
+    engine, config, make_subscriber, smtp_server, tmp_path, monkeypatch
+) -> None:
+    """The database committed a claim but the connection dropped before its answer arrived:
+    those rows are 'sending' under this sender's name, which nobody takes back while it lives.
+    The sender finds them once it has nothing else in hand and sends them, once each."""
+    from notifier.errors import DatabaseError
+    from notifier.outbox import claims
+
+    cfg = _config_for(config, smtp_server, tmp_path, mailing={"send_status_notices": False, "batch_size": 5,
+                                                               "database_outage": "30s"})  # fmt: skip
+    addresses = {make_subscriber(region="66").email for _ in range(12)}
+    declare_and_resolve(engine, cfg, ["66"])
+    real, calls = claims.claim, []
+
+    def claim_losing_the_second_answer(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        result = real(*args, **kwargs)
+        if len(calls) == 2:
+            raise DatabaseError("server closed the connection unexpectedly")
+        return result
+
+    monkeypatch.setattr(claims, "claim", claim_losing_the_second_answer)
+    report = asyncio.run(asyncio.wait_for(send_due(engine, cfg), 60))
+    assert report.sent == 12
+    assert recipients(smtp_server) == Counter({address: 1 for address in addresses})
+    assert _states(engine, "apology") == Counter({"sent": 12})

@@ -15,7 +15,7 @@ from notifier.config import load_config
 from notifier.db import read_session, write_session
 from notifier.models import Message
 from notifier.outbox import sms
-from tests.conftest import write_config
+from tests.conftest import write_config, write_out
 
 YEKATERINBURG = ZoneInfo("Asia/Yekaterinburg")  # region 66, UTC+5
 
@@ -30,6 +30,8 @@ def sms_config(tmp_path, database_url):
 
 
 def rows(engine, **where) -> list[Message]:
+    """The outbox rows (status notices as the senders write them out) that match ``where``."""
+    write_out(engine)
     with read_session(engine) as session:
         found = list(session.exec(select(Message)).all())
     return [m for m in found if all(getattr(m, key) == value for key, value in where.items())]

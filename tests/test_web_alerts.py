@@ -22,6 +22,7 @@ from notifier import incidents
 from notifier.db import read_session, write_session
 from notifier.models import Message
 from notifier.web import create_app
+from tests.conftest import write_out
 from tests.web_server import running
 
 TOKEN = "alert-token-0123456789"
@@ -261,6 +262,7 @@ def test_without_a_token_any_body_gets_401_not_a_parser_message(web, body) -> No
 
 
 def _status_notices(engine: Any, incident_id: int) -> list[Any]:
+    write_out(engine)  # as the senders write them out
     with read_session(engine) as session:
         query = where(Message).where(Message.incident_id == incident_id, Message.kind == "status")
         return list(session.execute(query).scalars())

@@ -291,6 +291,9 @@ class _Run:
         self.loader = Loader(self.config, sender.clock)
         limit = self.config.mailing.database_outage.total_seconds()
         self.claim_outage, self.record_outage = _Outage(limit), _Outage(limit)
+        # A claim that failed may still have committed (the database took it, its answer was
+        # lost): its rows are ours, and nobody else will take them while we are alive.
+        self.claim_unsure = False
 
     def give_up(self, exc: BaseException) -> None:
         if not self.fatal:
@@ -335,6 +338,8 @@ class _Run:
                 if loaded is None:
                     continue
                 if not loaded:
+                    if idle and self.claim_unsure and await self.release_lost_claims():
+                        continue
                     if self.until_empty and idle and not await self.others_may_leave_work():
                         break
                     await asyncio.sleep(0.05 if self.until_empty else 0.5)
@@ -361,12 +366,29 @@ class _Run:
             jobs = await asyncio.to_thread(self.loader.load, self.s.engine, claim.ids)
             self.claim_outage.ok()
         except _DB_ERRORS as exc:
+            self.claim_unsure = True
             await self.claim_outage.wait(exc)
             return None
         if claim.taken_back.total:
             self.s.report.taken_back += claim.taken_back.total
             self.s.on_notice(claim.taken_back.describe())
         return jobs
+
+    async def release_lost_claims(self) -> bool:
+        """With nothing in hand, any message still ``sending`` under our name came from a claim
+        whose answer was lost: back to the queue, uncharged. True if there were any."""
+        name = self.heartbeat.presence.name
+        try:
+            lost = [i for i in await asyncio.to_thread(claims.holding, self.s.engine, name) if i not in self.held]
+            if lost:
+                await asyncio.to_thread(claims.release, self.s.engine, name, lost)
+        except _DB_ERRORS as exc:
+            await self.claim_outage.wait(exc)
+            return True
+        self.claim_unsure = False
+        if lost:
+            log.warning("%d message(s) claimed while the database was away are back in the queue", len(lost))
+        return bool(lost)
 
     async def others_may_leave_work(self) -> bool:
         """True while messages are held by a sender on another machine whose heartbeat is late:

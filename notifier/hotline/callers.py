@@ -21,6 +21,7 @@ from notifier.config import Config
 from notifier.hotline.announcements import ScriptEntry, check_locale, script
 from notifier.hotline.callbacks import CallbackEntry
 from notifier.models import AudienceMember, Call, Callback, Incident, Message, Subscriber, utcnow
+from notifier.outbox.queueing import owed_to
 from notifier.rendering import Renderer
 from notifier.subscribers.lookup import count_found
 
@@ -45,7 +46,7 @@ class Impact:
 class Sent:
     """One message we queued for the caller, and what became of it."""
 
-    id: int
+    id: int | None  # None: a status notice owed to them whose row the senders have yet to write
     kind: str
     incident: str | None
     state: str
@@ -151,6 +152,9 @@ def _impacts(session: Session, infos: dict[Any, CallerInfo], ids: list[Any], now
 
 
 def _messages(session: Session, infos: dict[Any, CallerInfo], ids: list[Any]) -> None:
+    for pending, member in owed_to(session, ids):
+        infos[member].messages.append(Sent(None, pending.kind, f"INC-{pending.incident_id}", "queued",
+                                           pending.created_at, None, None))  # fmt: skip
     rows = session.execute(
         select(Message).where(Message.subscriber_id.in_(ids)).order_by(Message.id.desc())  # type: ignore[union-attr]
     ).scalars()

@@ -32,8 +32,9 @@ from sqlalchemy import TextClause, bindparam, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from notifier.config import MailingSection
-from notifier.db import is_sqlite, write_session
+from notifier.db import is_sqlite, read_session, write_session
 from notifier.models import Message, Subscriber, UTCDateTime
+from notifier.outbox import queueing
 from notifier.outbox.numbers import refuse_number
 
 # Due = waiting, its time has come, and its mailing is not paused. The partial index
@@ -251,15 +252,19 @@ def claim(engine: Engine, presence: Presence, limit: int, now: datetime, timeout
     with write_session(engine) as session:
         conn = session.connection()
         taken = take_back(conn, presence.machine, timeout, presence.name)
+        queueing.materialise(session, limit, now)  # the status notices still owed, a claim's worth
         ids = [row[0] for row in conn.execute(_times(sql), params)]
     return Claim(sorted(ids), taken)
 
 
 def due_count(engine: Engine, now: datetime) -> int:
-    """Messages a sender could claim now (orphaned ones included: they will be taken back)."""
-    with engine.connect() as conn:
-        return conn.execute(_times(f"SELECT count(*) FROM message WHERE ({_DUE}) OR ({_ORPHANED})"),
-                            {"now": now}).scalar_one()  # fmt: skip
+    """Messages a sender could claim now (orphaned ones included: they will be taken back; the
+    rows of status notices still owed included: the claim writes them out)."""
+    with read_session(engine) as session:
+        rows = session.connection().execute(
+            _times(f"SELECT count(*) FROM message WHERE ({_DUE}) OR ({_ORPHANED})"), {"now": now}
+        ).scalar_one()
+        return rows + sum(left for _, left in queueing.owed(session, due_by=now))
 
 
 @dataclass(frozen=True)
@@ -375,6 +380,14 @@ def record(engine: Engine, worker: str, results: Results, policy: MailingSection
                 .values(state="retry", attempts=Message.attempts - 1, not_before=not_before or now,
                         last_error=reason[:500])  # fmt: skip
             )
+
+
+def holding(engine: Engine, worker: str) -> list[int]:
+    """The messages ``worker`` holds (``sending`` under its name)."""
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id FROM message WHERE state = 'sending' AND claimed_by = :worker"),
+                            {"worker": worker})  # fmt: skip
+        return [row[0] for row in rows]
 
 
 def release(engine: Engine, worker: str, ids: Iterable[int], reason: str | None = None) -> None:

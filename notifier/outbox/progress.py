@@ -8,6 +8,7 @@ the rate over the last minute and, from it, the time left. Counting only; it cha
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy import case, func, select
 from sqlmodel import Session
 
 from notifier.models import Message
+from notifier.outbox.queueing import unwritten
 
 RATE_WINDOW = timedelta(seconds=60)
 _WAITING = ("queued", "retry", "sending", "held")
@@ -60,6 +62,14 @@ def mailings(session: Session, incident_id: int, now: datetime) -> list[Mailing]
         .where(Message.incident_id == incident_id)
         .group_by(Message.kind, Message.channel, Message.update_id)
     ).all()  # fmt: skip
+    rows = [list(row) for row in rows]
+    for pending, state, n in unwritten(session, incident_id):  # members the senders have yet to write (or never will)
+        row = next((r for r in rows if (r[0], r[1], r[2]) == (pending.kind, pending.channel, pending.update_id)), None)
+        if row is None:
+            rows.append(row := [pending.kind, pending.channel, pending.update_id, 0, math.inf, 0, 0, 0, 0, 0, None, None])
+        row[3] += n
+        column = 6 if state == "queued" else 8
+        row[column] = (row[column] or 0) + n
     result = []
     for kind, channel, update_id, total, _, sent, waiting, failed, cancelled, recent, first, last in sorted(
         rows, key=lambda row: row[4]

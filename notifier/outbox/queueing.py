@@ -25,8 +25,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from notifier.config import Config
-from notifier.models import UNSENT_STATES, AudienceMember, Incident, Message, Subscriber, UTCDateTime
+from notifier.models import (
+    UNSENT_STATES,
+    AudienceMember,
+    Incident,
+    Message,
+    PendingNotice,
+    Subscriber,
+    UTCDateTime,
+)
 from notifier.outbox import sms
+
+_EVERYONE = 2**31 - 1  # a pending notice's ``after_subscriber`` once every member has a row
 
 _COLUMNS = [
     "kind", "channel", "state", "incident_id", "subscriber_id", "update_id",
@@ -85,7 +95,26 @@ def cancel_unsent(
     if except_update is not None:
         conditions.append(Message.update_id != except_update)
     stmt = update(Message).where(*conditions).values(state="cancelled", last_error=reason)
-    return session.exec(stmt.execution_options(preserve_rowcount=True)).rowcount  # type: ignore[call-overload]
+    cancelled = session.exec(stmt.execution_options(preserve_rowcount=True)).rowcount  # type: ignore[call-overload]
+    if incident_id is not None and callback_id is None and recipients is None:
+        cancelled += _forget_pending(session, kind, incident_id, except_update)
+    return cancelled
+
+
+def _forget_pending(session: Session, kind: str, incident_id: int, except_update: int | None) -> int:
+    """Cancel what the matching notices still owed (``PendingNotice``) were to write out: their
+    members get no row, and count as cancelled. Returns how many."""
+    conditions = [PendingNotice.kind == kind, PendingNotice.incident_id == incident_id,
+                  PendingNotice.done.is_(False)]  # type: ignore[attr-defined]  # fmt: skip
+    if except_update is not None:
+        conditions.append(PendingNotice.update_id != except_update)
+    cancelled = 0
+    for pending in session.exec(select(PendingNotice).where(*conditions).with_for_update()).scalars().all():  # type: ignore[call-overload]
+        left = _left(session, pending)
+        pending.cancelled, pending.done, pending.after_subscriber = left, True, _EVERYONE
+        session.add(pending)
+        cancelled += left
+    return cancelled
 
 
 # Keys -------------------------------------------------------------------------------------
@@ -114,11 +143,22 @@ def pause_id(dedupe_key: str) -> int | None:
 # The incident's mailings ------------------------------------------------------------------
 
 
-def _audience_select(
-    incident_id: int, kind: str, key_prefix: str, update_id: int | None, due: datetime, now: datetime
-) -> Any:
+def _by_email(incident_id: int) -> list[Any]:
     """Active audience members with an e-mail address (and e-mail among their channels, when
-    they chose theirs), as outbox rows."""
+    they chose theirs): who gets an incident's mailings by e-mail."""
+    return [
+        AudienceMember.incident_id == incident_id,
+        Subscriber.status == "active",
+        Subscriber.email.is_not(None),  # type: ignore[union-attr]
+        or_(Subscriber.channels == "", Subscriber.channels.like("%;email;%")),  # type: ignore[attr-defined]
+    ]
+
+
+def _audience_select(
+    incident_id: int, kind: str, key_prefix: str, update_id: int | None, due: datetime, now: datetime,
+    *narrower: Any,
+) -> Any:  # fmt: skip
+    """The e-mail audience (``_by_email``, and ``narrower`` conditions) as outbox rows."""
     return (
         select(
             literal(kind), literal("email"), literal("queued"), literal(incident_id), Subscriber.id,
@@ -128,15 +168,118 @@ def _audience_select(
         )  # fmt: skip
         .select_from(AudienceMember)
         .join(Subscriber, Subscriber.id == AudienceMember.subscriber_id)
-        .where(
-            and_(
-                AudienceMember.incident_id == incident_id,
-                Subscriber.status == "active",
-                Subscriber.email.is_not(None),  # type: ignore[union-attr]
-                or_(Subscriber.channels == "", Subscriber.channels.like("%;email;%")),  # type: ignore[attr-defined]
-            )
-        )
+        .where(and_(*_by_email(incident_id), *narrower))
     )
+
+
+def _members(session: Session, incident_id: int, *narrower: Any) -> int:
+    """How many of the e-mail audience (and ``narrower``) there are."""
+    query = (
+        select(func.count()).select_from(AudienceMember)
+        .join(Subscriber, Subscriber.id == AudienceMember.subscriber_id)
+        .where(*_by_email(incident_id), *narrower)
+    )  # fmt: skip
+    return session.exec(query).scalar_one()  # type: ignore[call-overload]
+
+
+def _left(session: Session, pending: PendingNotice) -> int:
+    """Members a pending notice still owes a row to."""
+    if pending.done:
+        return 0
+    return _members(session, pending.incident_id, AudienceMember.subscriber_id > pending.after_subscriber)
+
+
+def _owe(session: Session, incident_id: int, update_id: int, prefix: str, now: datetime) -> int:
+    """The e-mail rows of a status notice, owed from ``now``: written out by the senders as they
+    claim (``materialise``), not here. Returns how many members are newly owed one.
+
+    The same notice owed again (a wider scope re-runs it) gives its new members below the
+    senders' position their rows at once, the rest when the senders get there."""
+    # Locked (PostgreSQL): a sender writing it out meanwhile has moved on once we read its position.
+    pending = session.exec(
+        select(PendingNotice).where(PendingNotice.incident_id == incident_id, PendingNotice.update_id == update_id,
+                                    PendingNotice.kind == "status", PendingNotice.channel == "email")
+        .with_for_update()
+    ).scalars().first()  # type: ignore[call-overload]  # fmt: skip
+    if pending is None:
+        session.add(PendingNotice(incident_id=incident_id, update_id=update_id, key_prefix=prefix, due=now,
+                                  created_at=now))  # fmt: skip
+        session.flush()
+        return _members(session, incident_id)
+    passed = pending.after_subscriber
+    now_rows = _insert_select(session, _audience_select(incident_id, "status", prefix, update_id, now, now,
+                                                        AudienceMember.subscriber_id <= passed))  # fmt: skip
+    later = _members(session, incident_id, AudienceMember.subscriber_id > passed, AudienceMember.added_at == now)
+    return now_rows + (0 if pending.done else later)
+
+
+def materialise(session: Session, limit: int, now: datetime) -> int:
+    """Write out up to ``limit`` outbox rows of the status notices still owed (``PendingNotice``),
+    oldest notice first, in subscriber order; returns how many rows were written.
+
+    Each row is the one the notice's ``INSERT … SELECT`` would have written at declare (same
+    key, due and queued times), inserted ``ON CONFLICT DO NOTHING``: two senders racing here
+    cannot write one twice. Called by ``claims.claim`` in its transaction, just before it claims.
+    """
+    query = select(PendingNotice).where(PendingNotice.done.is_(False), PendingNotice.due <= now)  # type: ignore[attr-defined]
+    if session.get_bind().dialect.name != "sqlite":
+        query = query.with_for_update(skip_locked=True)
+    written = 0
+    for pending in session.exec(query.order_by(PendingNotice.id)).scalars().all():  # type: ignore[call-overload]
+        budget = limit - written
+        if budget <= 0:
+            break
+        after = AudienceMember.subscriber_id > pending.after_subscriber
+        last = session.exec(
+            select(AudienceMember.subscriber_id).join(Subscriber, Subscriber.id == AudienceMember.subscriber_id)
+            .where(*_by_email(pending.incident_id), after)
+            .order_by(AudienceMember.subscriber_id).offset(budget - 1).limit(1)
+        ).scalars().first()  # type: ignore[call-overload]  # fmt: skip
+        span = [after] if last is None else [after, AudienceMember.subscriber_id <= last]
+        written += _insert_select(session, _audience_select(
+            pending.incident_id, pending.kind, pending.key_prefix, pending.update_id, pending.due, pending.created_at,
+            *span,
+        ))  # fmt: skip
+        pending.after_subscriber, pending.done = (_EVERYONE, True) if last is None else (last, False)
+        session.add(pending)
+    return written
+
+
+def owed_to(session: Session, subscriber_ids: list[Any]) -> list[tuple[PendingNotice, int]]:
+    """(notice, subscriber id) for each of these subscribers still owed a notice's row."""
+    found = []
+    for pending in session.exec(select(PendingNotice).where(PendingNotice.done.is_(False))).scalars().all():  # type: ignore[call-overload, attr-defined]
+        members = session.exec(
+            select(AudienceMember.subscriber_id).join(Subscriber, Subscriber.id == AudienceMember.subscriber_id)
+            .where(*_by_email(pending.incident_id), AudienceMember.subscriber_id > pending.after_subscriber,
+                   AudienceMember.subscriber_id.in_(subscriber_ids))  # type: ignore[attr-defined]
+        ).scalars().all()  # type: ignore[call-overload]  # fmt: skip
+        found.extend((pending, member) for member in members)
+    return found
+
+
+def owed(session: Session, incident_id: int | None = None, due_by: datetime | None = None) -> list[tuple[PendingNotice, int]]:
+    """The notices still owed (of one incident; due by ``due_by``), each with the members it
+    still owes a row to: what counts add to the queued rows."""
+    query = select(PendingNotice).where(PendingNotice.done.is_(False))  # type: ignore[attr-defined]
+    if incident_id is not None:
+        query = query.where(PendingNotice.incident_id == incident_id)
+    if due_by is not None:
+        query = query.where(PendingNotice.due <= due_by)
+    found = [(pending, _left(session, pending)) for pending in session.exec(query).scalars().all()]  # type: ignore[call-overload]
+    return [(pending, left) for pending, left in found if left]
+
+
+def unwritten(session: Session, incident_id: int | None = None) -> list[tuple[PendingNotice, str, int]]:
+    """(notice, state, members) for the rows notices owe or owed but never wrote: ``queued``
+    (still to be written out) and ``cancelled`` (a newer update or the resolve came first).
+    Every count of the outbox adds these to the rows it counts."""
+    found = [(pending, "queued", left) for pending, left in owed(session, incident_id)]
+    query = select(PendingNotice).where(PendingNotice.cancelled > 0)
+    if incident_id is not None:
+        query = query.where(PendingNotice.incident_id == incident_id)
+    found += [(pending, "cancelled", pending.cancelled) for pending in session.exec(query).scalars().all()]  # type: ignore[call-overload]
+    return found
 
 
 def queue_status_notices(
@@ -152,7 +295,7 @@ def queue_status_notices(
     cancel_unsent(session, "superseded by a newer status notice", kind="status", incident_id=incident.id,
                   except_update=update_id)  # fmt: skip
     prefix = f"status:{incident.id}:{update_id}:"
-    queued = _insert_select(session, _audience_select(incident.id, "status", prefix, update_id, now, now))
+    queued = _owe(session, incident.id, update_id, prefix, now)
     return queued + _queue_sms(session, config, incident, "status", prefix, update_id, now, now)
 
 
@@ -230,4 +373,6 @@ def counts(session: Session, incident_id: int | None = None) -> dict[str, dict[s
     result: dict[str, dict[str, int]] = defaultdict(dict)
     for kind, state, n in session.exec(query):  # type: ignore[call-overload]
         result[kind][state] = n
+    for pending, state, n in unwritten(session, incident_id):
+        result[pending.kind][state] = result[pending.kind].get(state, 0) + n
     return dict(result)
