@@ -2,9 +2,12 @@
 
 Owns the two ways a row is born (a set-based ``INSERT … SELECT`` over an incident's
 audience, and a list of rows built with :func:`message_row`), both ``ON CONFLICT DO
-NOTHING`` on the de-duplication key so that running a step twice never queues twice; the
-de-duplication keys themselves; "latest wins" (:func:`cancel_unsent`); and the counts
-reported per kind and state. Claiming and recording delivery results are ``claims``; what
+NOTHING`` on the de-duplication key so that running a step twice never queues twice. A
+status notice's e-mail rows are owed first (one ``PendingNotice`` for the audience, so that a
+declare over a million subscribers answers at once) and written out by :func:`materialise`,
+a claim's worth at a time, when senders claim; every count here adds what is still owed.
+Also here: the de-duplication keys themselves, "latest wins" (:func:`cancel_unsent`), and the
+counts reported per kind and state. Claiming and recording delivery results are ``claims``; what
 a message says is ``rendering``'s business: a row stores only what is needed to render it
 at send time. Status notices and apologies go by e-mail to those with an address (and, when
 their ``channels`` are set, only if they name ``email``) and by SMS as ``outbox.sms`` decides:
