@@ -62,18 +62,20 @@ def mailings(session: Session, incident_id: int, now: datetime) -> list[Mailing]
         .where(Message.incident_id == incident_id)
         .group_by(Message.kind, Message.channel, Message.update_id)
     ).all()  # fmt: skip
-    rows = [list(row) for row in rows]
-    for pending, state, n in unwritten(session, incident_id):  # members the senders have yet to write (or never will)
-        row = next((r for r in rows if (r[0], r[1], r[2]) == (pending.kind, pending.channel, pending.update_id)), None)
-        if row is None:
-            rows.append(row := [pending.kind, pending.channel, pending.update_id, 0, math.inf, 0, 0, 0, 0, 0, None, None])
-        row[3] += n
-        column = 6 if state == "queued" else 8
-        row[column] = (row[column] or 0) + n
+    # Members a status notice still owes a row to count as waiting, the ones it never wrote
+    # (a newer update or the resolve came first) as cancelled.
+    unwritten_by: dict[tuple[str, str, int | None], dict[str, int]] = {}
+    for pending, state, n in unwritten(session, incident_id):
+        key = (pending.kind, pending.channel, pending.update_id)
+        unwritten_by.setdefault(key, {"queued": 0, "cancelled": 0})[state] += n
+    empty = (0, math.inf, 0, 0, 0, 0, 0, None, None)  # a mailing with no row written yet comes last
+    rows = [*rows, *((*key, *empty) for key in unwritten_by.keys() - {tuple(row[:3]) for row in rows})]
     result = []
     for kind, channel, update_id, total, _, sent, waiting, failed, cancelled, recent, first, last in sorted(
         rows, key=lambda row: row[4]
     ):
+        owed = unwritten_by.get((kind, channel, update_id), {"queued": 0, "cancelled": 0})
+        total, waiting, cancelled = total + sum(owed.values()), (waiting or 0) + owed["queued"], (cancelled or 0) + owed["cancelled"]
         rate = (recent or 0) / RATE_WINDOW.total_seconds()
         left = (waiting or 0) / rate if rate and waiting else None
         result.append(Mailing(kind, channel, update_id, total, sent or 0, waiting or 0, failed or 0, cancelled or 0,

@@ -225,7 +225,7 @@ def materialise(session: Session, limit: int, now: datetime) -> int:
     cannot write one twice. Called by ``claims.claim`` in its transaction, just before it claims.
     """
     query = select(PendingNotice).where(PendingNotice.done.is_(False), PendingNotice.due <= now)  # type: ignore[attr-defined]
-    if session.get_bind().dialect.name != "sqlite":
+    if _dialect(session) is postgresql:
         query = query.with_for_update(skip_locked=True)
     written = 0
     for pending in session.exec(query.order_by(PendingNotice.id)).scalars().all():  # type: ignore[call-overload]
