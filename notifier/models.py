@@ -82,7 +82,9 @@ class Subscriber(_Table, table=True):
     id: int | None = Field(default=None, primary_key=True)
     external_id: str | None = Field(default=None, sa_column=Column(String(100), unique=True, nullable=True))
     name: str = ""
-    name_key: str = Field(default="", index=True)  # casefolded name, for lookup by part of it
+    # Casefolded name, for lookup by part of it: LIKE '%part%', which no B-tree index serves, so
+    # it has none (one would only cost every import a random index insert a row; schema 0014).
+    name_key: str = ""
     email: str | None = None
     email_key: str | None = Field(default=None, index=True)  # lower-cased e-mail
     phone: str | None = Field(default=None, index=True)  # E.164
