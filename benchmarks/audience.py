@@ -9,7 +9,7 @@ the floor they are compared with: one hand-written ``INSERT INTO audience_member
 in raw sqlite3 on the same file. Prints one table, and the machine's load average around each
 import (other work on the same cores slows it down).
 
-    python benchmarks/audience.py [--rows 1000000] [--keep DIR] [--no-postgres]
+    python benchmarks/audience.py [--rows 1000000] [--repeat 3] [--keep DIR] [--no-postgres]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PG_BIN = Path(os.environ.get("NOTIFIER_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -109,11 +110,20 @@ def child_import(config_path: str, csv_path: str) -> dict[str, float]:
     baseline = peak_mb()
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
+    cpu_before = _cpu_seconds()
     report = subscribers.import_csv(engine, config, csv_path)
     seconds = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu_before
     return {"rows": report.rows, "inserted": report.inserted, "rejected": report.rejected, "seconds": seconds,
-            "rows_per_s": report.rows / seconds, "peak_mb": peak_mb(), "baseline_mb": baseline,
+            "rows_per_s": report.rows / seconds, "cpu_us_per_row": cpu / report.rows * 1e6,
+            "peak_mb": peak_mb(), "baseline_mb": baseline,
             "load": (load_before + os.getloadavg()[0]) / 2, "shared": report.shared_mailboxes}  # fmt: skip
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the validation workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _as_postgres(args: list[str]) -> list[str]:
@@ -159,23 +169,38 @@ def first_rows(source: Path, target: Path, rows: int) -> None:
             out.write(lines.readline())
 
 
-def import_runs(directory: Path, csv_small: Path, csv_path: Path, postgres: bool) -> dict[str, dict[str, float]]:
-    """Imports of SMALL_ROWS and of all rows into fresh databases: SQLite (the last one is the
-    database the declare steps use), then PostgreSQL when its binaries are here."""
+def import_runs(
+    directory: Path, csv_small: Path, csv_path: Path, postgres: bool, repeat: int
+) -> dict[str, dict[str, Any]]:
+    """Imports of SMALL_ROWS and (``repeat`` times) of all rows into fresh databases: SQLite (the
+    last one is the database the declare steps use), then PostgreSQL when its binaries are here.
+    The full import's figures are the median run's, with the others' rows/s beside them."""
     runs = {}
     for label, path in (("small", csv_small), ("full", csv_path)):
-        for suffix in ("", "-wal", "-shm"):
-            (directory / f"bench.db{suffix}").unlink(missing_ok=True)
-        runs[f"sqlite {label}"] = run_child("import", str(directory / "config.toml"), str(path))
+        tries = []
+        for _ in range(repeat if label == "full" else 1):
+            for suffix in ("", "-wal", "-shm"):
+                (directory / f"bench.db{suffix}").unlink(missing_ok=True)
+            tries.append(run_child("import", str(directory / "config.toml"), str(path)))
+        runs[f"sqlite {label}"] = _median_run(tries)
     if postgres and (PG_BIN / "initdb").exists():
         with pg_cluster() as server:
             for label, path in (("small", csv_small), ("full", csv_path)):
-                config = write_config(directory, database=pg_database(server, f"bench_{label}"), name="pg.toml")
-                runs[f"postgres {label}"] = run_child("import", str(config), str(path))
+                tries = []
+                for n in range(repeat if label == "full" else 1):
+                    database = pg_database(server, f"bench_{label}_{n}")
+                    tries.append(run_child("import", str(write_config(directory, database=database, name="pg.toml")),
+                                           str(path)))  # fmt: skip
+                runs[f"postgres {label}"] = _median_run(tries)
     return runs
 
 
-def import_table(runs: dict[str, dict[str, float]], rows: int) -> list[tuple[str, str]]:
+def _median_run(tries: list[dict[str, float]]) -> dict[str, Any]:
+    ordered = sorted(tries, key=lambda run: run["rows_per_s"])
+    return {**ordered[len(ordered) // 2], "all_rows_per_s": [run["rows_per_s"] for run in tries]}
+
+
+def import_table(runs: dict[str, dict[str, Any]], rows: int) -> list[tuple[str, str]]:
     table = [("subscribers in the file", f"{runs['sqlite full']['rows']:,.0f} "
                                          f"({runs['sqlite full']['rejected']:,.0f} rejected)")]  # fmt: skip
     for backend in ("sqlite", "postgres"):
@@ -187,6 +212,10 @@ def import_table(runs: dict[str, dict[str, float]], rows: int) -> list[tuple[str
             (f"import rows/s, {name}", f"{full['rows_per_s']:,.0f} ({full['seconds']:.1f} s; "
                                        f"{full['rows_per_s'] / GOAL_ROWS_PER_S:.2f}× the {GOAL_ROWS_PER_S:,} goal; "
                                        f"load average {full['load']:.1f})"),
+            (f"import runs, {name}", f"median of {len(full['all_rows_per_s'])}: "
+                                     + ", ".join(f"{value:,.0f}" for value in full["all_rows_per_s"]) + " rows/s"),
+            (f"import CPU µs/row, {name}", f"{full['cpu_us_per_row']:.1f} (this process and its workers; a "
+                                           f"database server's own CPU not counted)"),
             (f"import peak MB, {name}", f"{small['peak_mb']:.0f} at {small['rows']:,.0f} rows, {full['peak_mb']:.0f} at "
                                         f"{rows:,} (process at start: {full['baseline_mb']:.0f})"),
         ]  # fmt: skip
@@ -250,6 +279,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it (default: a temp dir)")
     parser.add_argument("--no-postgres", action="store_true", help="import into SQLite only")
+    parser.add_argument("--repeat", type=int, default=3, help="full imports per database (the median is shown)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -276,7 +306,7 @@ def main() -> None:
         print(f"generated {args.rows:,} rows ({csv_path.stat().st_size / 1e6:.0f} MB) in "
               f"{time.perf_counter() - started:.1f} s; importing…", file=sys.stderr)  # fmt: skip
 
-        runs = import_runs(directory, csv_small, csv_path, postgres=not args.no_postgres)
+        runs = import_runs(directory, csv_small, csv_path, postgres=not args.no_postgres, repeat=args.repeat)
         imported = runs["sqlite full"]
         declared = run_child("declare", str(config_path))
         quiet = run_child("declare", str(quiet_path))
