@@ -33,6 +33,15 @@ def test_lookup_by_phone_says_affected_what_was_sent_and_what_to_say(cli, caller
     assert found["messages"][0]["kind"] == "status" and found["script"][0]["incident"] == "INC-1"
 
 
+def test_lookup_prints_a_name_as_it_is_stored_not_as_emoji_or_terminal_codes(cli, make_subscriber) -> None:
+    make_subscriber(name="Ромашка :fire: :thumbs_up:", email="romashka@example.org", region="66")
+    make_subscriber(name="Evil\x1b[2Jman", email="evil@example.org", region="66")
+    shown = cli("hotline", "lookup", "romashka@example.org").stdout
+    assert "Ромашка :fire: :thumbs_up:" in shown and "\N{FIRE}" not in shown
+    shown = cli("hotline", "lookup", "evil@example.org").stdout
+    assert "\x1b" not in shown and "Evil<U+001B>[2Jman" in shown
+
+
 def test_lookup_of_nobody_suggests_what_to_do(cli) -> None:
     result = cli("hotline", "lookup", "nobody@example.org")
     assert result.exit_code == 0 and "Nobody matches" in result.stdout and "--caller PHONE" in result.stdout
