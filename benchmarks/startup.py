@@ -6,7 +6,8 @@ lookup …`` — each as a fresh ``python -m notifier`` process (the way a user 
 small SQLite database prepared here, N times each; prints the median and the spread against
 the goals (0.3 s for ``--help``, 0.6 s for the others) next to the floor the chosen stack sets (a
 bare ``python -c "import typer, sqlmodel"``), and the ten modules that cost the most to import
-(``python -X importtime``) for each command. Prints one table.
+(``python -X importtime``) for each command; and what each further caller costs an operator
+who keeps ``notifier hotline lookup -`` open (20 callers typed against 1). Prints one table.
 
     python benchmarks/startup.py [--runs 15]
 """
@@ -63,10 +64,22 @@ COMMANDS = {
 }
 
 
-def timed(env: dict[str, str], args: list[str]) -> float:
+def timed(env: dict[str, str], args: list[str], typed: str | None = None) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "notifier", *args], env=env, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "notifier", *args], env=env, check=True, capture_output=True,
+                   input=typed, text=True)  # fmt: skip
     return time.perf_counter() - started
+
+
+# An operator who keeps `notifier hotline lookup -` open for a shift types one caller a line.
+DESK_CALLERS = [f"+7912{n:07d}" for n in range(1, 201, 10)]  # 20 callers, each a different subscriber
+
+
+def desk_lookup(env: dict[str, str]) -> float:
+    """Seconds each further caller costs in an open `hotline lookup -`: (20 callers - 1) / 19."""
+    one = timed(env, ["hotline", "lookup", "-"], DESK_CALLERS[0] + "\n")
+    many = timed(env, ["hotline", "lookup", "-"], "\n".join(DESK_CALLERS) + "\n")
+    return max(many - one, 0.0) / (len(DESK_CALLERS) - 1)
 
 
 def heaviest_imports(env: dict[str, str], args: list[str], top: int = 10) -> list[tuple[str, float]]:
@@ -92,6 +105,8 @@ def main() -> None:
             timed(env, command)  # warm the file cache and the bytecode
             runs = sorted(timed(env, command) for _ in range(args.runs))
             rows.append((name, statistics.median(runs), runs[0], runs[-1], heaviest_imports(env, command)))
+        desk_lookup(env)
+        desk = sorted(desk_lookup(env) for _ in range(args.runs))
         bare = sorted(_python(env) for _ in range(args.runs))
         floors = {label: sorted(_python(env, code) for _ in range(args.runs)) for label, code in FLOORS.items()}
     print(f"\nstart-up of a fresh `python -m notifier …`, {args.runs} runs each (the interpreter alone: "
@@ -101,6 +116,8 @@ def main() -> None:
     for name, median, fastest, slowest, _ in rows:
         goal = GOALS[name]
         print(f"| notifier {name} | {median:.3f} | {fastest:.3f} | {slowest:.3f} | {goal:.1f} | {median / goal:.2f} |")
+    print(f"| notifier hotline lookup -, each further caller | {statistics.median(desk):.3f} | {desk[0]:.3f} | "
+          f"{desk[-1]:.3f} | 0.6 | {statistics.median(desk) / 0.6:.2f} |")
     for label, runs in floors.items():
         median = statistics.median(runs)
         print(f"| floor: {label} | {median:.3f} | {runs[0]:.3f} | {runs[-1]:.3f} | 0.6 | {median / 0.6:.2f} |")

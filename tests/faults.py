@@ -54,7 +54,8 @@ REGION = "66"
 
 @dataclass
 class Mailing:
-    """One resolved incident whose apologies are queued; who should and should not get one."""
+    """One incident whose mailing of ``kind`` is queued (apologies: resolved; status: the first
+    status notice, owed at declare); who should and should not get one."""
 
     engine: Any
     config: Config
@@ -62,21 +63,22 @@ class Mailing:
     audience: set[str]  # e-mail addresses of the audience members
     suppressed: set[str]  # unsubscribed or bounced: must never receive anything
     env: dict[str, str] = field(default_factory=dict)  # for `python -m notifier` subprocesses
+    kind: str = "apology"
 
     def states(self) -> Counter[str]:
         with read_session(self.engine) as session:
             return Counter(
                 m.state
                 for m in session.exec(
-                    select(Message).where(Message.incident_id == self.incident_id, Message.kind == "apology")
+                    select(Message).where(Message.incident_id == self.incident_id, Message.kind == self.kind)
                 )
             )
 
     def messages(self) -> dict[str, Message]:
-        """The apology per recipient address."""
+        """The mailing's message per recipient address."""
         with read_session(self.engine) as session:
             rows = session.exec(
-                select(Message).where(Message.incident_id == self.incident_id, Message.kind == "apology")
+                select(Message).where(Message.incident_id == self.incident_id, Message.kind == self.kind)
             ).all()
         return {m.recipient: m for m in rows}
 
@@ -171,7 +173,7 @@ def check_invariant(
             ).all()
         )
         apologies = session.exec(
-            select(Message).where(Message.incident_id == mailing.incident_id, Message.kind == "apology")
+            select(Message).where(Message.incident_id == mailing.incident_id, Message.kind == mailing.kind)
         ).all()
         inactive = set(session.exec(select(Subscriber.id).where(Subscriber.status != "active")).all())
     per_member = Counter(m.subscriber_id for m in apologies)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
@@ -40,6 +41,18 @@ def test_lookup_prints_a_name_as_it_is_stored_not_as_emoji_or_terminal_codes(cli
     assert "Ромашка :fire: :thumbs_up:" in shown and "\N{FIRE}" not in shown
     shown = cli("hotline", "lookup", "evil@example.org").stdout
     assert "\x1b" not in shown and "Evil<U+001B>[2Jman" in shown
+
+
+def test_lookup_from_stdin_answers_each_caller_in_turn_in_one_process(cli, caller) -> None:
+    typed = "8 (912) 345-67-89\n\n   \nnobody@example.org\nACC-777001\n"
+    result = cli("hotline", "lookup", "-", input=typed)
+    assert result.exit_code == 0, result.stderr
+    answers = result.stdout.split("Ирина Петрова — account")
+    assert len(answers) == 3 and "Nobody matches 'nobody@example.org'" in answers[1]  # in the order typed
+    assert all("AFFECTED by: INC-1" in answer for answer in answers[1:])
+    lines = cli("hotline", "lookup", "-", "--json", input=typed).stdout.splitlines()
+    assert [json.loads(line)["total"] for line in lines] == [1, 0, 1]
+    assert [json.loads(line)["query"] for line in lines] == ["8 (912) 345-67-89", "nobody@example.org", "ACC-777001"]
 
 
 def test_lookup_of_nobody_suggests_what_to_do(cli) -> None:

@@ -117,6 +117,34 @@ def test_two_senders_killed_and_restarted_in_turn(backend, engine, config, smtp_
     assert "Traceback" not in log.read_text(errors="replace")
 
 
+def test_senders_killed_while_writing_out_status_notices_lose_none_and_send_none_twice(
+    backend, engine, config, smtp_server, tmp_path
+) -> None:
+    """The first status notice is owed at declare; the senders write its rows as they claim, in
+    the claim's transaction. Two senders die (SIGKILL) inside a write-out, rows inserted and not
+    committed: the rows come back with the next claim, each member gets the notice once."""
+    cfg = mailing_config(tmp_path / "cfg", config.notifier.database, smtp_server.port,
+                         mailing={"send_status_notices": True})  # fmt: skip
+    mailing = prepare_mailing(engine, cfg, 150, declare_only=True)
+    mailing.kind = "status"
+    assert mailing.states() == {}, "the notice should be owed, not written at declare"
+    smtp_server.on("DATA", "*", delay=0.01)
+    log = tmp_path / "send.log"
+    hooks = os.pathsep.join([str(HOOKS), os.environ.get("PYTHONPATH", "")])
+    written = []
+    for kill_at in (2, 1):
+        proc = start_send(mailing, log, env={**mailing.env, "PYTHONPATH": hooks,
+                                             "NOTIFIER_TEST_KILL_IN_WRITE_OUT": str(kill_at)})  # fmt: skip
+        assert proc.wait(timeout=60) == -signal.SIGKILL, log.read_text(errors="replace")
+        written.append(sum(mailing.states().values()))
+    assert written[0] < 150 and written[0] <= written[1] < 150, f"rows after each kill: {written}"
+    _finish(mailing)
+
+    outcome = check_invariant(mailing, smtp_server.received, max_duplicates=2 * in_flight_bound(cfg, 0.01))
+    assert outcome.states == {"sent": 150}
+    assert len(smtp_server.received) >= 150
+
+
 # -- SMTP faults -------------------------------------------------------------------------------
 
 

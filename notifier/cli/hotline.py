@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,9 @@ from notifier.cli import app
 from notifier.cli.common import (
     MAX_ID,
     TIME_HELP,
+    AppState,
     console,
+    err_console,
     local_time,
     parse_interval,
     parse_time,
@@ -29,6 +32,7 @@ from notifier.errors import CallbackNotFound
 
 if TYPE_CHECKING:
     from notifier import hotline
+    from notifier.rendering import Renderer
 
 hotline_app = typer.Typer(
     help="What to tell callers, who they are, and the calls they made.", no_args_is_help=True
@@ -97,7 +101,9 @@ def script_(
 @hotline_app.command("lookup")
 def lookup(
     ctx: typer.Context,
-    query: str = typer.Argument(..., help="phone (any format), e-mail, account number or part of the name"),
+    query: str = typer.Argument(
+        ..., help="phone (any format), e-mail, account number or part of the name; - reads one a line from stdin"
+    ),
     locale: str | None = typer.Option(
         None, "--locale", help="language of the script (default: the caller's)"
     ),
@@ -105,13 +111,41 @@ def lookup(
 ) -> None:
     """Find a caller by anything they can tell you; say whether they are affected and what to tell them.
 
+    With - as the query, one query a line is read from standard input and each is answered
+    as soon as it is typed (one start-up for a whole shift; with --json, one object a line).
+
     Example: notifier hotline lookup "8 (912) 345-67-89"
     """
+    from notifier.rendering import Renderer
+
+    st = state(ctx)
+    renderer = Renderer(st.config)
+    if query != "-":
+        _answer(st, renderer, query, locale, as_json)
+        return
+    from notifier.errors import NotifierError
+
+    if sys.stdin.isatty():
+        err_console.print("One caller's phone, e-mail, account number or name a line; Ctrl-D to stop.", markup=False)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        renderer.reload_if_changed()  # a template fixed during the shift is used at once
+        try:
+            _answer(st, renderer, line.strip(), locale, as_json)
+        except NotifierError as exc:  # one line, and the next caller
+            err_console.print(f"error: {exc}", markup=False)
+        if not as_json:
+            _say()
+        sys.stdout.flush()
+
+
+def _answer(st: AppState, renderer: Renderer, query: str, locale: str | None, as_json: bool) -> None:
     from notifier import hotline
     from notifier.db import read_session
-    st = state(ctx)
+
     with read_session(st.engine()) as session:
-        found = hotline.lookup(session, st.config, query, locale=locale)
+        found = hotline.lookup(session, st.config, query, locale=locale, renderer=renderer)
     if as_json:
         print_json({"query": query, "found": [info.as_dict() for info in found], "total": found.total})
         return
