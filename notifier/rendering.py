@@ -7,7 +7,13 @@ the like still work). It does not build MIME, queue or send anything.
 
 A ``Renderer`` compiles each template once and caches everything that depends only on the
 incident, update, region and language; per message it adds just the reader's name, services
-and unsubscribe link, so a mailing of tens of thousands costs tens of microseconds a message.
+and unsubscribe link. A status notice's or an apology's text is rendered once per group of
+readers who share everything but their own values (name, unsubscribe and preferences links),
+with marks in their place, and each letter fills them in, escaped for HTML as Jinja would: a
+mailing of tens of thousands renders a few dozen times. A template that does more with those
+values than print them or test them in an ``if`` (a filter, a comparison, a ``set``) is
+rendered for every reader instead, as is any whose two renders with marks of different
+lengths disagree anywhere but at the marks.
 The context templates see is documented in ``templates/README.md``. The internal kinds
 (``reminder``, ``escalation``, ``paused``, ``over_budget``: notices to our own staff) get their
 context from ``staff_notices`` and are checked with the rest. Status notices and apologies
@@ -34,7 +40,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound, TemplateSyntaxError
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    meta,
+    nodes,
+)
 from markupsafe import Markup, escape
 
 from notifier import languages, letters, segments, staff_notices, subscriptions
@@ -76,6 +90,14 @@ _PARTS["maintenance_overrun"] = ("subject.txt", "body.txt")
 # Also sent as SMS: templates/sms/<kind>/<lang>/body.txt (planned work too, as [sms].planned_work says).
 SMS_KINDS: tuple[str, ...] = ("status", "apology", *planned_letters.PLANNED_KINDS, "subscription_confirm")
 _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+# A mailing's letters differ from reader to reader only by these values; the rest of the context
+# is the same for every reader of one region, language and set of services. Where a template
+# only prints them or tests whether they are empty, it is rendered once per such group with
+# marks in their place, and each letter is that text with the marks filled in (``_Shared``).
+_OWN = ("name", "unsubscribe_url", "preferences_url")
+_MARKS = tuple({key: f"\ue000{key[0] * n}&{'<' * n}\ue001" for key in _OWN} for n in (1, 2))  # two lengths
+_SLOT = "\ue002"  # around a value's name in a shared text; never in a template's own text (checked)
+_SHARED_KINDS = ("status", "apology")
 
 # Labels the context uses -----------------------------------------------------------------
 
@@ -132,11 +154,13 @@ def _incident_key(incident: Incident) -> tuple[Any, ...]:
 class Renderer:
     """Templates of one ``templates_dir``, compiled once; render at send time, check before."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, share_renders: bool = True) -> None:
+        """``share_renders=False`` renders every letter in full (what sharing must equal)."""
         self.config = config
+        self.share_renders = share_renders
         self.directory = config.templates_dir
         self.env = BoundedEnvironment(
-            loader=FileSystemLoader(str(self.directory), encoding="utf-8"),
+            loader=_RememberingLoader(str(self.directory), encoding="utf-8"),
             undefined=StrictUndefined,
             autoescape=lambda name: bool(name and name.endswith(".html")),
             trim_blocks=True,
@@ -148,6 +172,8 @@ class Renderer:
         self._templates: dict[str, Template] = {}
         self._shared: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._readers: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._texts: dict[tuple[Any, ...], _Shared | None] = {}  # (template, group): None = render in full
+        self._plain: dict[str, bool] = {}
         self._secret: bytes | None = None
         self.digest = self._digest()
         self._looked = time.monotonic()
@@ -180,6 +206,8 @@ class Renderer:
             return False
         self.digest = digest
         self._templates.clear()
+        self._texts.clear()
+        self._plain.clear()
         if self.env.cache is not None:
             self.env.cache.clear()
         return True
@@ -226,6 +254,62 @@ class Renderer:
             message = str(exc) or type(exc).__name__
             raise _Failed(TemplateIssue(where, line, message)) from None
 
+    def _run_shared(self, name: str, context: dict[str, Any], group: tuple[Any, ...]) -> str:
+        """``_run``, from the text this reader's group shares when the template allows it."""
+        own = _own_values(context)
+        key = (name, group, tuple(not own[k] for k in _OWN))  # an empty value may take another branch
+        if key not in self._texts:
+            self._texts[key] = self._share(name, context, own)
+        shared = self._texts[key]
+        return self._run(name, context) if shared is None else shared.fill(own)
+
+    def _share(self, name: str, context: dict[str, Any], own: dict[str, str]) -> _Shared | None:
+        """The template rendered with marks for the reader's own values, or None when it must be
+        rendered for each reader: it does more with them than print them or test them (a
+        filter, a comparison, a loop), or the two renders with marks of different lengths
+        disagree anywhere but at the marks."""
+        self._template(name)  # compiled (and its source kept) first: a mistake is reported as always
+        if not self._plain_uses(name):
+            return None
+        html = bool(self.env.autoescape(name)) if callable(self.env.autoescape) else bool(self.env.autoescape)
+        texts = []
+        for marks in _MARKS:
+            values = {k: marks[k] if own[k] else "" for k in _OWN}
+            text = self._run(name, _with_values(context, values))
+            if _SLOT in text:
+                return None
+            for k in _OWN:
+                if values[k]:
+                    text = text.replace(str(escape(values[k])) if html else values[k], f"{_SLOT}{k}{_SLOT}")
+            texts.append(text)
+        if texts[0] != texts[1] or "\ue000" in texts[0] or "\ue001" in texts[0]:
+            return None
+        return _Shared(tuple(texts[0].split(_SLOT)), html)
+
+    def _plain_uses(self, name: str) -> bool:
+        """Whether ``name`` and every template it extends, includes or imports use the reader's
+        own values only as ``{{ value }}`` or as the test of an ``if``."""
+        plain = self._plain.get(name)
+        if plain is None:
+            plain = self._plain[name] = self._plain_in(name, set())
+        return plain
+
+    def _plain_in(self, name: str, seen: set[str]) -> bool:
+        if name in seen:
+            return True
+        seen.add(name)
+        loader: _RememberingLoader = self.env.loader  # type: ignore[assignment]
+        try:
+            source = loader.sources.get(name)
+            if source is None:
+                source, _, _ = loader.get_source(self.env, name)
+            tree = self.env.parse(source)
+        except Exception:  # reported by the full render, which is what runs then
+            return False
+        return _only_printed_or_tested(tree, None) and all(
+            ref is not None and self._plain_in(ref, seen) for ref in meta.find_referenced_templates(tree)
+        )
+
     # Context ----------------------------------------------------------------------------
 
     def _region(self, code: str | None, incident: Incident) -> str:
@@ -249,6 +333,7 @@ class Renderer:
             if len(self._shared) >= 1024:
                 self._shared.clear()
                 self._readers.clear()  # they are keyed by id() of a shared context
+                self._texts.clear()  # so are these
             shared = self._shared[key] = self._build_shared(incident, update, region, locale, minute)
         return shared
 
@@ -312,6 +397,7 @@ class Renderer:
         if reader is None:
             if len(self._readers) >= 4096:
                 self._readers.clear()
+                self._texts.clear()  # keyed by id() of a reader's part
             locale, names = shared["locale"], shared["incident"]["services"]
             own = [c for c in (subscriber.service_list if subscriber else []) if c in self.config.services]
             hit = [c for c in own if c in incident.services] if incident.services else own
@@ -337,23 +423,36 @@ class Renderer:
         ``staff`` are the internal kinds' own facts: ``callback``, ``call`` and ``level`` for an
         escalation, ``pause`` and ``waiting`` for a paused-mailing note.
         """
+        return self._context(kind, incident=incident, locale=locale, region=region, subscriber=subscriber,
+                             update=update, unsubscribe_url=unsubscribe_url, now=now, **staff)[0]  # fmt: skip
+
+    def _context(
+        self, kind: str, *, incident: Incident | None, locale: str, region: str | None = None,
+        subscriber: Subscriber | None = None, update: Update | None = None, unsubscribe_url: str = "",
+        now: datetime | None = None, **staff: Any,
+    ) -> tuple[dict[str, Any], tuple[Any, ...] | None]:  # fmt: skip
+        """``context``, and for a status notice or an apology the group of readers whose letters
+        share their text but for the reader's own values (``_run_shared``)."""
         if kind not in ALL_KINDS:
             raise UsageError(f"unknown kind {kind!r} (one of {', '.join(ALL_KINDS)})")
         if locale not in LOCALES:
             locale = self.config.notifier.default_locale
         if kind in PLANNED_KINDS:
-            return self._planned_context(kind, locale, subscriber, unsubscribe_url, now, **staff)
+            return self._planned_context(kind, locale, subscriber, unsubscribe_url, now, **staff), None
         if kind in INTERNAL_KINDS:
-            return self._staff_context(kind, incident, locale, subscriber, update, now, **staff)
+            return self._staff_context(kind, incident, locale, subscriber, update, now, **staff), None
         if incident is None:
             raise UsageError(f"a {kind} message is about an incident; none was given")
         if kind == "apology" and incident.resolved_at is None:
             raise UsageError(f"{incident.ref} is not resolved yet: its apology is written after resolution")
         code = self._region(region or (subscriber.region if subscriber else None), incident)
         shared = self._shared_context(incident, update, code, locale, now)
-        reader = {**self._reader(shared, incident, subscriber), "name": subscriber.name if subscriber else ""}
-        return {**shared, "reader": reader, "unsubscribe_url": unsubscribe_url,
-                "preferences_url": self.preferences_url(subscriber), "planned_work": self._planned_work(incident, locale)}
+        base = self._reader(shared, incident, subscriber)
+        planned = self._planned_work(incident, locale)
+        context = {**shared, "reader": {**base, "name": subscriber.name if subscriber else ""},
+                   "unsubscribe_url": unsubscribe_url, "preferences_url": self.preferences_url(subscriber),
+                   "planned_work": planned}  # fmt: skip
+        return context, (id(shared), id(base), planned)
 
     def _staff_context(
         self, kind: str, incident: Incident | None, locale: str, subscriber: Subscriber | None,
@@ -396,15 +495,20 @@ class Renderer:
         or an apology as one SMS text (no subject, no HTML); the apology's ``letter_url`` is
         signed here for ``subscriber`` unless given.
         """
-        ctx = self.context(kind, incident=incident, locale=locale, region=region, subscriber=subscriber,
-                           update=update, unsubscribe_url=unsubscribe_url, now=now, **staff)  # fmt: skip
+        ctx, group = self._context(kind, incident=incident, locale=locale, region=region, subscriber=subscriber,
+                                   update=update, unsubscribe_url=unsubscribe_url, now=now, **staff)  # fmt: skip
         if channel == "sms":
             return self._render_sms(kind, ctx, letter_url or self.letter_url(incident, subscriber))
         folder = f"{_FOLDERS[kind]}/{ctx['locale']}/"
+        def run(name: str) -> str:
+            if kind in _SHARED_KINDS and self.share_renders and group is not None:
+                return self._run_shared(name, ctx, group)
+            return self._run(name, ctx)
+
         try:
-            subject = " ".join(_HEADER_BREAKERS.sub(" ", self._run(folder + "subject.txt", ctx)).split())
-            text = _tidy(self._run(folder + "body.txt", ctx))
-            html = self._run(folder + "body.html", ctx) if "body.html" in _PARTS[kind] else None
+            subject = " ".join(_HEADER_BREAKERS.sub(" ", run(folder + "subject.txt")).split())
+            text = _tidy(run(folder + "body.txt"))
+            html = run(folder + "body.html") if "body.html" in _PARTS[kind] else None
         except _Failed as failed:
             raise TemplateProblem(str(failed.issue)) from None
         extra = planned_letters.attachments(self.config, kind, staff.get("maintenance"), subscriber, ctx["locale"])
@@ -571,6 +675,64 @@ class Renderer:
         for incident, subscriber, update in cases:
             yield self.context(kind, incident=incident, locale=locale, subscriber=subscriber, update=update,
                                unsubscribe_url=url if subscriber else "")  # fmt: skip
+
+
+class _RememberingLoader(FileSystemLoader):
+    """A FileSystemLoader that keeps the source of each template it read (``_plain_in`` parses it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sources: dict[str, str] = {}
+
+    def get_source(self, environment: Any, template: str) -> tuple[str, str, Any]:
+        source, filename, uptodate = super().get_source(environment, template)
+        self.sources[template] = source
+        return source, filename, uptodate
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """A text shared by a group of readers: literal pieces and, between them, the names of the
+    reader's own values (``pieces[1::2]``), escaped when filled in if the template is HTML."""
+
+    pieces: tuple[str, ...]
+    html: bool
+
+    def fill(self, own: dict[str, str]) -> str:
+        pieces = list(self.pieces)
+        for n in range(1, len(pieces), 2):
+            value = own[pieces[n]]
+            pieces[n] = str(escape(value)) if self.html else value
+        return "".join(pieces)
+
+
+def _own_values(context: dict[str, Any]) -> dict[str, str]:
+    return {"name": context["reader"]["name"] or "", "unsubscribe_url": context["unsubscribe_url"] or "",
+            "preferences_url": context["preferences_url"] or ""}  # fmt: skip
+
+
+def _with_values(context: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    return {**context, "reader": {**context["reader"], "name": values["name"]},
+            "unsubscribe_url": values["unsubscribe_url"], "preferences_url": values["preferences_url"]}  # fmt: skip
+
+
+def _is_own(node: nodes.Node) -> bool:
+    """``reader.name``, ``unsubscribe_url`` or ``preferences_url``, read."""
+    if isinstance(node, nodes.Getattr):
+        return isinstance(node.node, nodes.Name) and node.node.name == "reader" and node.attr == "name"
+    return isinstance(node, nodes.Name) and node.name in _OWN[1:] and node.ctx == "load"
+
+
+def _only_printed_or_tested(node: nodes.Node, parent: nodes.Node | None) -> bool:
+    """No use of the reader's own values in ``node`` but printing one or testing it in an ``if``."""
+    if _is_own(node):
+        return isinstance(parent, nodes.Output) or (isinstance(parent, nodes.If | nodes.CondExpr) and parent.test is node)
+    if isinstance(node, nodes.Name) and node.name in ("reader", *_OWN[1:]):
+        if node.ctx != "load" or node.name != "reader":  # assigned, or a bare URL passed somewhere
+            return False
+        if not (isinstance(parent, nodes.Getattr) and parent.node is node):  # the reader as a whole
+            return False
+    return all(_only_printed_or_tested(child, node) for child in node.iter_child_nodes())
 
 
 def _tidy(text: str) -> str:

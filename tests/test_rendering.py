@@ -403,3 +403,48 @@ def test_sample_data_is_realistic(config: Config) -> None:
     inc = sample_incident(config)
     assert inc.cause and inc.measures and inc.resolved_at and set(inc.regions) <= set(config.regions)
     assert sample_update(inc).message
+
+
+# Letters that share their text ------------------------------------------------------------
+
+NAMES = ["Ирина Петрова", "", "O'Brien & <Sons> \"Ltd\"", "ООО «Ромашка»", "A" * 200, "\ue000n&<\ue001", "{{ x }}"]
+
+
+def _letters(renderer: Renderer, kind: str) -> list[Any]:
+    inc = incident() if kind == "apology" else incident(status="investigating", resolved_at=None)
+    upd = None if kind == "apology" else Update(id=3, incident_id=7, kind="update", status="investigating",
+                                                message="Ищем причину", created_at=utc(2026, 11, 23, 6, 0))  # fmt: skip
+    now = utc(2026, 11, 23, 11, 0)
+    return [
+        renderer.render(kind, incident=inc, update=upd, locale=locale, now=now,
+                        subscriber=reader(region, locale, id=n + 1, name=name),
+                        unsubscribe_url="" if n % 3 == 0 else f"https://status.example/u?t={n}&x=<{n}>")  # fmt: skip
+        for n, (name, region, locale) in enumerate(
+            (name, region, locale) for name in NAMES for region in ("66", "25") for locale in ("ru", "en")
+        )
+    ]
+
+
+@pytest.mark.parametrize("kind", ["apology", "status"])
+def test_letters_that_share_their_text_equal_letters_rendered_in_full(config: Config, kind: str) -> None:
+    shared, full = Renderer(config), Renderer(config, share_renders=False)
+    assert _letters(shared, kind) == _letters(full, kind)
+    assert any(text is not None for text in shared._texts.values()), "the shipped templates should be shared"
+
+
+@pytest.mark.parametrize("line", [
+    '{% if "ООО" in reader.name %}Уважаемые коллеги!{% else %}Здравствуйте, {{ reader.name }}!{% endif %}',
+    "{{ reader.name|upper }}", "{{ reader.name[:5] }}", "{% set who = reader.name %}{{ who }}",
+    "{{ unsubscribe_url|length }}", "{% if preferences_url == '' %}-{% endif %}",
+])  # fmt: skip
+def test_a_template_that_looks_into_the_name_is_rendered_for_each_reader(tmp_path: Path, line: str) -> None:
+    """A comparison or a filter on the reader's own values cannot be filled into a shared text:
+    such a template renders in full, so every reader still gets what it says for them."""
+    target, cfg = copy_templates(tmp_path)
+    body = target / "email/apology/ru/body.txt"
+    body.write_text(line + "\n" + body.read_text(encoding="utf-8"), encoding="utf-8")
+    shared, full = Renderer(cfg), Renderer(cfg, share_renders=False)
+    assert _letters(shared, "apology") == _letters(full, "apology")
+    if "ООО" in line:
+        texts = [letter.text for letter in _letters(shared, "apology")]
+        assert sum(text.startswith("Уважаемые коллеги!") for text in texts) == 2  # ООО «Ромашка» in Russian, 2 regions
