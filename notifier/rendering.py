@@ -172,7 +172,8 @@ class Renderer:
         self._templates: dict[str, Template] = {}
         self._shared: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._readers: dict[tuple[Any, ...], dict[str, Any]] = {}
-        self._texts: dict[tuple[Any, ...], _Shared | None] = {}  # (template, group): None = render in full
+        # (template, group) -> (its shared context, its reader part, the text; None = render in full)
+        self._texts: dict[tuple[Any, ...], tuple[Any, Any, _Shared | None]] = {}
         self._plain: dict[str, bool] = {}
         self._secret: bytes | None = None
         self.digest = self._digest()
@@ -257,10 +258,14 @@ class Renderer:
     def _run_shared(self, name: str, context: dict[str, Any], group: tuple[Any, ...]) -> str:
         """``_run``, from the text this reader's group shares when the template allows it."""
         own = _own_values(context)
-        key = (name, group, tuple(not own[k] for k in _OWN))  # an empty value may take another branch
-        if key not in self._texts:
-            self._texts[key] = self._share(name, context, own)
-        shared = self._texts[key]
+        parts = group[:2]  # the shared context and the reader's services part: kept alive by the entry
+        key = (name, *map(id, parts), *group[2:], tuple(not own[k] for k in _OWN))  # "" may take another branch
+        entry = self._texts.get(key)
+        if entry is None or entry[0] is not parts[0] or entry[1] is not parts[1]:
+            if len(self._texts) >= 4096:
+                self._texts.clear()
+            entry = self._texts[key] = (*parts, self._share(name, context, own))
+        shared = entry[2]
         return self._run(name, context) if shared is None else shared.fill(own)
 
     def _share(self, name: str, context: dict[str, Any], own: dict[str, str]) -> _Shared | None:
@@ -333,7 +338,6 @@ class Renderer:
             if len(self._shared) >= 1024:
                 self._shared.clear()
                 self._readers.clear()  # they are keyed by id() of a shared context
-                self._texts.clear()  # so are these
             shared = self._shared[key] = self._build_shared(incident, update, region, locale, minute)
         return shared
 
@@ -397,7 +401,6 @@ class Renderer:
         if reader is None:
             if len(self._readers) >= 4096:
                 self._readers.clear()
-                self._texts.clear()  # keyed by id() of a reader's part
             locale, names = shared["locale"], shared["incident"]["services"]
             own = [c for c in (subscriber.service_list if subscriber else []) if c in self.config.services]
             hit = [c for c in own if c in incident.services] if incident.services else own
@@ -452,7 +455,7 @@ class Renderer:
         context = {**shared, "reader": {**base, "name": subscriber.name if subscriber else ""},
                    "unsubscribe_url": unsubscribe_url, "preferences_url": self.preferences_url(subscriber),
                    "planned_work": planned}  # fmt: skip
-        return context, (id(shared), id(base), planned)
+        return context, (shared, base, planned)
 
     def _staff_context(
         self, kind: str, incident: Incident | None, locale: str, subscriber: Subscriber | None,
