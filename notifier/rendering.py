@@ -171,7 +171,7 @@ class Renderer:
         self.env.filters["ru_plural"] = ru_plural
         self._templates: dict[str, Template] = {}
         self._shared: dict[tuple[Any, ...], dict[str, Any]] = {}
-        self._readers: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._readers: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any]]] = {}  # -> (shared, reader)
         # (template, group) -> (its shared context, its reader part, the text; None = render in full)
         self._texts: dict[tuple[Any, ...], tuple[Any, Any, _Shared | None]] = {}
         self._plain: dict[str, bool] = {}
@@ -337,7 +337,7 @@ class Renderer:
         if shared is None:
             if len(self._shared) >= 1024:
                 self._shared.clear()
-                self._readers.clear()  # they are keyed by id() of a shared context
+                self._readers.clear()
             shared = self._shared[key] = self._build_shared(incident, update, region, locale, minute)
         return shared
 
@@ -397,7 +397,8 @@ class Renderer:
         """The part that depends on the subscriber's services (cached: few distinct sets)."""
         services = subscriber.services if subscriber else ""
         key = (id(shared), services)
-        reader = self._readers.get(key)
+        entry = self._readers.get(key)
+        reader = entry[1] if entry is not None and entry[0] is shared else None  # the entry keeps ``shared`` alive
         if reader is None:
             if len(self._readers) >= 4096:
                 self._readers.clear()
@@ -411,7 +412,7 @@ class Renderer:
                 "services": names,
                 "services_phrase": services_phrase(names, locale),
             }
-            self._readers[key] = reader
+            self._readers[key] = (shared, reader)
         return reader
 
     # Rendering --------------------------------------------------------------------------
