@@ -7,6 +7,7 @@ know any business rule. Domain functions take the ``Session`` this module hands 
 
 from __future__ import annotations
 
+import importlib
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -57,6 +58,12 @@ def _engine(url: str, echo: bool) -> Engine:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def dialect_module(session: Session) -> Any:
+    """``sqlalchemy.dialects.sqlite`` or ``.postgresql``, for ``session``'s database: its own
+    ``insert`` has ``on_conflict_do_nothing`` (what the outbox, the audience and the pauses use)."""
+    return importlib.import_module(f"sqlalchemy.dialects.{session.get_bind().dialect.name}")
 
 
 def _configure_sqlite(engine: Engine) -> None:

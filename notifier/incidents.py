@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, literal, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from notifier import characters, compensation, languages, maintenance, outbox
 from notifier.config import SEVERITIES, Config
+from notifier.db import dialect_module
 from notifier.errors import IncidentNotFound, InvalidTransition, UsageError
 from notifier.languages import Texts, Untranslated
 from notifier.models import AudienceMember, Incident, Subscriber, Update, UTCDateTime, utcnow
@@ -106,7 +106,7 @@ def _snapshot(
     session: Session, incident: Incident, regions: list[str], services: list[str], now: datetime
 ) -> int:
     assert incident.id is not None
-    module = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    module = dialect_module(session)
     stmt = (
         module.insert(AudienceMember)
         .from_select(

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, literal, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from notifier import characters, languages
 from notifier.config import Config
+from notifier.db import dialect_module
 from notifier.errors import InvalidTransition, MaintenanceNotFound, UsageError
 from notifier.models import Maintenance, MaintenanceAudience, Message, Subscriber, UTCDateTime, utcnow
 from notifier.outbox import planned
@@ -103,7 +103,7 @@ def _snapshot(session: Session, maintenance: Maintenance, now: datetime) -> int:
     if maintenance.services:
         conditions.append(or_(*(Subscriber.services.like(f"%;{code};%") for code in maintenance.services)))  # type: ignore[attr-defined]
     source = select(literal(maintenance.id), Subscriber.id, literal(now, UTCDateTime())).where(and_(*conditions))
-    module = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    module = dialect_module(session)
     stmt = (
         module.insert(MaintenanceAudience)
         .from_select(["maintenance_id", "subscriber_id", "added_at"], source)

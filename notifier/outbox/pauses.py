@@ -12,12 +12,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from notifier.config import Config
-from notifier.db import read_session, write_session
+from notifier.db import dialect_module, read_session, write_session
 from notifier.models import MailingPause
 from notifier.outbox.queueing import insert_rows, message_row, pause_key
 
@@ -30,7 +29,7 @@ def pause(session: Session, config: Config, key: Key, problem: str, digest: str,
     A new pause queues a note to ``[notifier].oncall_email`` naming the template file and line.
     """
     kind, channel, locale = key
-    module = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    module = dialect_module(session)
     stmt = (
         module.insert(MailingPause)
         .values(kind=kind, channel=channel, locale=locale, problem=problem[:1000], templates_digest=digest,

@@ -22,10 +22,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, cast, literal, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from notifier.config import Config
+from notifier.db import dialect_module
 from notifier.models import UNSENT_STATES, Maintenance, MaintenanceAudience, Message, Subscriber, UTCDateTime
 from notifier.outbox import sms
 from notifier.outbox.queueing import insert_rows, message_row
@@ -54,7 +54,7 @@ def _epoch(moment: datetime) -> int:
 
 
 def _insert(session: Session, source: Any) -> int:
-    module = sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
+    module = dialect_module(session)
     stmt = module.insert(Message).from_select(_COLUMNS, source).on_conflict_do_nothing()
     return session.exec(stmt.execution_options(preserve_rowcount=True)).rowcount  # type: ignore[call-overload]
 

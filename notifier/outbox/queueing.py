@@ -24,10 +24,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, and_, cast, func, literal, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from notifier.config import Config
+from notifier.db import dialect_module
 from notifier.models import (
     UNSENT_STATES,
     AudienceMember,
@@ -47,10 +47,6 @@ _COLUMNS = [
 ]  # fmt: skip
 
 
-def _dialect(session: Session) -> Any:
-    return sqlite if session.get_bind().dialect.name == "sqlite" else postgresql
-
-
 def message_row(
     *, kind: str, channel: str, recipient: str, dedupe_key: str, locale: str, now: datetime,
     incident_id: int | None = None, update_id: int | None = None, callback_id: int | None = None,
@@ -68,12 +64,12 @@ def insert_rows(session: Session, rows: list[dict[str, Any]]) -> int:
     """Insert the rows whose de-duplication key is new; returns how many were."""
     if not rows:
         return 0
-    stmt = _dialect(session).insert(Message).values(rows).on_conflict_do_nothing()
+    stmt = dialect_module(session).insert(Message).values(rows).on_conflict_do_nothing()
     return session.exec(stmt.execution_options(preserve_rowcount=True)).rowcount  # type: ignore[call-overload]
 
 
 def _insert_select(session: Session, query: Any) -> int:
-    stmt = _dialect(session).insert(Message).from_select(_COLUMNS, query).on_conflict_do_nothing()
+    stmt = dialect_module(session).insert(Message).from_select(_COLUMNS, query).on_conflict_do_nothing()
     return session.exec(stmt.execution_options(preserve_rowcount=True)).rowcount  # type: ignore[call-overload]
 
 
@@ -225,7 +221,7 @@ def materialise(session: Session, limit: int, now: datetime) -> int:
     cannot write one twice. Called by ``claims.claim`` in its transaction, just before it claims.
     """
     query = select(PendingNotice).where(PendingNotice.done.is_(False), PendingNotice.due <= now)  # type: ignore[attr-defined]
-    if _dialect(session) is postgresql:
+    if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     written = 0
     for pending in session.exec(query.order_by(PendingNotice.id)).scalars().all():  # type: ignore[call-overload]
