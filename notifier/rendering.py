@@ -258,6 +258,8 @@ class Renderer:
     def _run_shared(self, name: str, context: dict[str, Any], group: tuple[Any, ...]) -> str:
         """``_run``, from the text this reader's group shares when the template allows it."""
         own = _own_values(context)
+        if not all(isinstance(value, str) for value in own.values()):  # None, say: as the template sees it
+            return self._run(name, context)
         parts = group[:2]  # the shared context and the reader's services part: kept alive by the entry
         key = (name, *map(id, parts), *group[2:], tuple(not own[k] for k in _OWN))  # "" may take another branch
         entry = self._texts.get(key)
@@ -710,9 +712,9 @@ class _Shared:
         return "".join(pieces)
 
 
-def _own_values(context: dict[str, Any]) -> dict[str, str]:
-    return {"name": context["reader"]["name"] or "", "unsubscribe_url": context["unsubscribe_url"] or "",
-            "preferences_url": context["preferences_url"] or ""}  # fmt: skip
+def _own_values(context: dict[str, Any]) -> dict[str, Any]:
+    return {"name": context["reader"]["name"], "unsubscribe_url": context["unsubscribe_url"],
+            "preferences_url": context["preferences_url"]}  # fmt: skip
 
 
 def _with_values(context: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
