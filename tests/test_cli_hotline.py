@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import pytest
@@ -11,6 +14,7 @@ import notifier.cli.hotline  # noqa: F401  (registers the commands until notifie
 from notifier import hotline
 from notifier.db import write_session
 from notifier.models import utcnow
+from tests.processes import notifier_command
 
 
 @pytest.fixture
@@ -53,6 +57,34 @@ def test_lookup_from_stdin_answers_each_caller_in_turn_in_one_process(cli, calle
     lines = cli("hotline", "lookup", "-", "--json", input=typed).stdout.splitlines()
     assert [json.loads(line)["total"] for line in lines] == [1, 0, 1]
     assert [json.loads(line)["query"] for line in lines] == ["8 (912) 345-67-89", "nobody@example.org", "ACC-777001"]
+
+
+def test_lookup_from_stdin_answers_each_caller_before_the_next_is_typed(cli, caller, config_path) -> None:
+    """A desk tool (or an operator) writes one line and waits: the answer must come before the
+    next line is written, without PYTHONUNBUFFERED or the end of input."""
+    env = {**os.environ, "NOTIFIER_CONFIG": str(config_path)}
+    env.pop("PYTHONUNBUFFERED", None)
+    proc = subprocess.Popen(notifier_command("hotline", "lookup", "-", "--json"), env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    reader = ThreadPoolExecutor(1)
+    try:
+        for query, total in (("8 (912) 345-67-89", 1), ("nobody@example.org", 0), ("ACC-777001", 1)):
+            proc.stdin.write(query + "\n")
+            proc.stdin.flush()
+            try:
+                answer = json.loads(reader.submit(proc.stdout.readline).result(timeout=30))
+            except TimeoutError:
+                pytest.fail(f"no answer to {query!r} within 30 s of typing it")
+            assert (answer["query"], answer["total"]) == (query, total)
+    finally:
+        proc.stdin.close()  # end of input: the command ends (and the pending read returns)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        reader.shutdown()
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
 
 
 def test_lookup_of_nobody_suggests_what_to_do(cli) -> None:
