@@ -278,7 +278,7 @@ class Renderer:
         self._template(name)  # compiled (and its source kept) first: a mistake is reported as always
         if not self._plain_uses(name):
             return None
-        html = bool(self.env.autoescape(name)) if callable(self.env.autoescape) else bool(self.env.autoescape)
+        html = bool(self.env.autoescape(name))  # type: ignore[operator]  # our rule: .html files
         texts = []
         for marks in _MARKS:
             values = {k: marks[k] if own[k] else "" for k in _OWN}
@@ -458,7 +458,7 @@ class Renderer:
         context = {**shared, "reader": {**base, "name": subscriber.name if subscriber else ""},
                    "unsubscribe_url": unsubscribe_url, "preferences_url": self.preferences_url(subscriber),
                    "planned_work": planned}  # fmt: skip
-        return context, (shared, base, planned)
+        return context, ((shared, base, planned) if kind in _SHARED_KINDS else None)
 
     def _staff_context(
         self, kind: str, incident: Incident | None, locale: str, subscriber: Subscriber | None,
@@ -506,10 +506,10 @@ class Renderer:
         if channel == "sms":
             return self._render_sms(kind, ctx, letter_url or self.letter_url(incident, subscriber))
         folder = f"{_FOLDERS[kind]}/{ctx['locale']}/"
+        shared = group is not None and self.share_renders
+
         def run(name: str) -> str:
-            if kind in _SHARED_KINDS and self.share_renders and group is not None:
-                return self._run_shared(name, ctx, group)
-            return self._run(name, ctx)
+            return self._run_shared(name, ctx, group) if shared else self._run(name, ctx)  # type: ignore[arg-type]
 
         try:
             subject = " ".join(_HEADER_BREAKERS.sub(" ", run(folder + "subject.txt")).split())
